@@ -1,0 +1,196 @@
+//! Restarting containerd (through the host's PID 1, since the installer runs in a container) and
+//! waiting until its CRI service answers again with the expected runtimes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::cri_probe::{self, CriStatus, ProbeError};
+
+/// The default way in: enter every namespace of the host's PID 1 (needs `hostPID: true` and a
+/// privileged container), then ask systemd.
+pub fn systemd_restart_command(service: &str) -> Vec<String> {
+    [
+        "nsenter",
+        "-t",
+        "1",
+        "-m",
+        "-u",
+        "-i",
+        "-n",
+        "-p",
+        "--",
+        "systemctl",
+        "restart",
+        service,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// Splits a `--restart-command` the way a POSIX shell would (quotes allowed); `none` or an empty
+/// string means "do not restart" (a platform that reloads containerd by itself).
+pub fn parse_command(text: &str) -> Option<Vec<String>> {
+    if text.trim() == "none" {
+        return Some(Vec::new());
+    }
+    shlex::split(text)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("could not start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("containerd did not come back within {timeout:?}: {last}")]
+    NotBack { timeout: Duration, last: String },
+}
+
+/// Runs the restart command (nothing when it is empty).
+pub async fn run_command(command: &[String]) -> Result<(), RestartError> {
+    let Some((program, args)) = command.split_first() else {
+        return Ok(());
+    };
+    let shown = command.join(" ");
+    tracing::info!(command = %shown, "restarting containerd");
+    let output = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| RestartError::Spawn {
+            command: shown.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(RestartError::Failed {
+            command: shown,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What containerd must show before the wait is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Answering, with the named runtime loaded.
+    RuntimeLoaded(&'static str),
+    /// Answering, without the named runtime.
+    RuntimeGone(&'static str),
+    /// Answering at all.
+    Answering,
+}
+
+impl Expect {
+    fn holds(self, status: &CriStatus) -> bool {
+        match self {
+            Expect::RuntimeLoaded(name) => status.has_runtime(name),
+            Expect::RuntimeGone(name) => !status.has_runtime(name),
+            Expect::Answering => true,
+        }
+    }
+}
+
+/// Polls CRI `Status` on `socket` until `expect` holds or `timeout` passes.
+pub async fn wait_for(
+    socket: &Path,
+    expect: Expect,
+    timeout: Duration,
+) -> Result<CriStatus, RestartError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let per_call = Duration::from_secs(5).min(timeout);
+    loop {
+        let last = match cri_probe::status(socket, per_call).await {
+            Ok(status) if expect.holds(&status) => return Ok(status),
+            Ok(status) => format!(
+                "CRI answers but {expect:?} does not hold (handlers {:?})",
+                status.handlers
+            ),
+            Err(err) => describe(&err),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RestartError::NotBack { timeout, last });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn describe(err: &ProbeError) -> String {
+    match err {
+        ProbeError::Connect { socket, .. } => {
+            format!("{} does not accept connections", socket.display())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// containerd's socket as seen from this container.
+pub fn socket_in_container(host: &crate::host::HostRoot, host_socket: &Path) -> PathBuf {
+    host.path(host_socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_split_like_a_shell() {
+        assert_eq!(
+            parse_command("sh -c 'kill $(cat /run/x.pid)'"),
+            Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "kill $(cat /run/x.pid)".into()
+            ])
+        );
+        assert_eq!(parse_command("none"), Some(vec![]));
+        assert_eq!(parse_command("echo 'unbalanced"), None);
+        assert_eq!(
+            systemd_restart_command("k3s").last().map(String::as_str),
+            Some("k3s")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_reports_its_stderr() {
+        let cmd: Vec<String> = ["sh", "-c", "echo nope >&2; exit 3"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let err = run_command(&cmd).await.expect_err("fails");
+        assert!(err.to_string().contains("nope"), "{err}");
+        run_command(&[]).await.expect("empty command does nothing");
+        let err = run_command(&["/nonexistent/restart".to_owned()])
+            .await
+            .expect_err("spawn");
+        assert!(matches!(err, RestartError::Spawn { .. }));
+    }
+
+    #[tokio::test]
+    async fn waiting_on_a_dead_socket_times_out_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = wait_for(
+            &dir.path().join("c.sock"),
+            Expect::Answering,
+            Duration::from_millis(600),
+        )
+        .await
+        .expect_err("timeout");
+        assert!(
+            err.to_string().contains("does not accept connections"),
+            "{err}"
+        );
+    }
+}

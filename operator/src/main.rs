@@ -1,0 +1,168 @@
+//! `spore-operator`: `run` reconciles WasmApps; `crd` prints the CustomResourceDefinition.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use spore_operator::controller::{self, Context};
+use spore_operator::leader::{LeaderElector, LeaseConfig};
+use spore_operator::metrics::{self, Health, Metrics};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "spore-operator",
+    version,
+    about = "Runs WebAssembly apps on Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile WasmApps in the cluster (in-cluster config or the kubeconfig).
+    Run(RunArgs),
+    /// Print the WasmApp CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, env = "SPORE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Cluster DNS domain used in the URLs written to status.
+    #[arg(long, env = "SPORE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Elect a leader on a Lease, so that several replicas are safe.
+    #[arg(long, env = "SPORE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "spore-system")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "spore-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease and in events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", spore_operator::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            run(args).await
+        }
+    }
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives, or at once if the handler cannot be installed.
+async fn termination_signal() {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+}
+
+/// A future that completes once `rx` turns true.
+async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
+    // an error means the sender is gone, which also means shutdown
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connect to the Kubernetes API (in-cluster config or kubeconfig)")?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("spore-operator-{}", std::process::id()))
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        termination_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let server = tokio::spawn(metrics::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        shutdown_requested(stop_rx.clone()),
+    ));
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        args.cluster_domain.clone(),
+        Some(identity.clone()),
+    ));
+
+    let result = if args.leader_election {
+        let elector = LeaderElector::new(
+            client,
+            LeaseConfig {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity,
+                lease_duration: Duration::from_secs(args.lease_duration_seconds),
+                retry_period: Duration::from_secs((args.lease_duration_seconds / 5).max(1)),
+            },
+        );
+        // a standby replica is healthy and ready: it only waits for the lease
+        health.set_ready(true);
+        let acquired = tokio::select! {
+            () = elector.acquire() => true,
+            () = shutdown_requested(stop_rx.clone()) => false,
+        };
+        if acquired {
+            let outcome = tokio::select! {
+                () = controller::run(ctx, shutdown_requested(stop_rx.clone())) => Ok(()),
+                lost = elector.hold() => Err(lost),
+            };
+            if let Err(error) = elector.release().await {
+                tracing::warn!(%error, "could not release the lease");
+            }
+            outcome.map_err(anyhow::Error::from)
+        } else {
+            Ok(())
+        }
+    } else {
+        health.set_ready(true);
+        controller::run(ctx, shutdown_requested(stop_rx.clone())).await;
+        Ok(())
+    };
+
+    server.abort();
+    tracing::info!("stopped");
+    result
+}

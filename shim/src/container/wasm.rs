@@ -1,0 +1,209 @@
+//! A Wasm container: its guest compiled and pre-linked at create, run at start as a tokio task
+//! on the shared engine, ended by its own exit, a trap, or a Kill.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use wasmtime::component::{Linker as ComponentLinker, ResourceTable};
+use wasmtime::{Engine, InstancePre, Linker as ModuleLinker, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::cputime::CpuAccounted;
+use crate::error::ShimError;
+use crate::exit::ExitStatus;
+use crate::io::{GuestStdio, StdioPaths};
+use crate::limits::GuestLimits;
+use crate::spec::ContainerSpec;
+use crate::stats::Usage;
+use crate::wasm_kind::{self, Guest};
+
+/// Store data of a component guest.
+pub struct ComponentState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limits: GuestLimits,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Store data of a preview1 module guest.
+pub struct ModuleState {
+    ctx: WasiP1Ctx,
+    limits: GuestLimits,
+}
+
+/// The host functions guests link against, built once per engine.
+pub struct Linkers {
+    component: ComponentLinker<ComponentState>,
+    module: ModuleLinker<ModuleState>,
+}
+
+impl Linkers {
+    pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        let mut component = ComponentLinker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        let mut module = ModuleLinker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module, |s: &mut ModuleState| &mut s.ctx)?;
+        Ok(Linkers { component, module })
+    }
+}
+
+/// A guest linked and ready to instantiate.
+enum Prepared {
+    Command(CommandPre<ComponentState>),
+    Preview1(InstancePre<ModuleState>),
+}
+
+pub struct WasmGuest {
+    engine: Engine,
+    prepared: Prepared,
+    kind: &'static str,
+}
+
+impl WasmGuest {
+    /// Loads, compiles, classifies and links the entrypoint of `spec`. Every reason a guest
+    /// cannot run is found here, so that it fails task Create rather than Start.
+    pub fn prepare(engine: &Engine, linkers: &Linkers, spec: &ContainerSpec) -> Result<Self, ShimError> {
+        let host_path = spec
+            .entrypoint_path()
+            .ok_or(wasm_kind::WasmError::NoEntrypoint)?;
+        let path = std::path::PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
+        let guest = wasm_kind::load(engine, &host_path, &path)?;
+        let kind = guest.kind();
+        let link_error = |e: wasmtime::Error| {
+            ShimError::Wasm(wasm_kind::WasmError::Invalid {
+                path: path.clone(),
+                what: "guest for Spore's host",
+                reason: format!("it cannot be linked: {e:#}"),
+            })
+        };
+        let prepared = match guest {
+            Guest::Command(component) => {
+                let pre = linkers
+                    .component
+                    .instantiate_pre(&component)
+                    .map_err(link_error)?;
+                Prepared::Command(CommandPre::new(pre).map_err(link_error)?)
+            }
+            Guest::Preview1(module) => {
+                Prepared::Preview1(linkers.module.instantiate_pre(&module).map_err(link_error)?)
+            }
+            Guest::HttpProxy(_) => {
+                return Err(ShimError::InvalidArgument(format!(
+                    "{} is a wasi:http/proxy component: HTTP components are not served yet",
+                    path.display()
+                )));
+            }
+        };
+        Ok(WasmGuest {
+            engine: engine.clone(),
+            prepared,
+            kind,
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Runs the guest to its end: its exit, a trap, or the first signal sent on `kill`. A trap's
+    /// message is written to the container's stderr.
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        stdio: &StdioPaths,
+        usage: Arc<Usage>,
+        mut kill: watch::Receiver<Option<u32>>,
+    ) -> ExitStatus {
+        let guest = async {
+            let mut opened = match GuestStdio::open(stdio).await {
+                Ok(opened) => opened,
+                Err(e) => return ExitStatus::new(1, Some(e.to_string())),
+            };
+            let tail = opened.stderr_tail.take();
+            let status = self.run_guest(spec, opened, usage.clone()).await;
+            if let (Some(message), Some(mut tail)) = (&status.message, tail) {
+                crate::io::write_line(&mut tail, message).await;
+            }
+            status
+        };
+        tokio::select! {
+            status = CpuAccounted::new(guest, usage.clone()) => status,
+            signal = wait_for_signal(&mut kill) => ExitStatus::killed(signal),
+        }
+    }
+
+    async fn run_guest(&self, spec: &ContainerSpec, opened: GuestStdio, usage: Arc<Usage>) -> ExitStatus {
+        let builder = match crate::wasi::builder(spec, opened) {
+            Ok(builder) => builder,
+            Err(e) => return ExitStatus::new(1, Some(e.to_string())),
+        };
+        let limits = GuestLimits::new(spec.memory_limit, usage);
+        let result = match &self.prepared {
+            Prepared::Command(pre) => {
+                let mut builder = builder;
+                let state = ComponentState {
+                    ctx: builder.build(),
+                    table: ResourceTable::new(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                run_command(pre, &mut store).await
+            }
+            Prepared::Preview1(pre) => {
+                let mut builder = builder;
+                let state = ModuleState {
+                    ctx: builder.build_p1(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                run_preview1(pre, &mut store).await
+            }
+        };
+        ExitStatus::from_guest(result)
+    }
+}
+
+async fn run_command(
+    pre: &CommandPre<ComponentState>,
+    store: &mut Store<ComponentState>,
+) -> wasmtime::Result<bool> {
+    let command = pre.instantiate_async(&mut *store).await?;
+    let outcome = command.wasi_cli_run().call_run(&mut *store).await?;
+    Ok(outcome.is_ok())
+}
+
+async fn run_preview1(
+    pre: &InstancePre<ModuleState>,
+    store: &mut Store<ModuleState>,
+) -> wasmtime::Result<bool> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+    start.call_async(&mut *store, ()).await?;
+    Ok(true)
+}
+
+/// Resolves with the first signal sent; never resolves if the sender goes away without one.
+async fn wait_for_signal(kill: &mut watch::Receiver<Option<u32>>) -> u32 {
+    loop {
+        if let Some(signal) = *kill.borrow_and_update() {
+            return signal;
+        }
+        if kill.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

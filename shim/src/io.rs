@@ -1,0 +1,176 @@
+//! The container's stdio as containerd hands it over: FIFO paths (what `ctr` and CRI use), or
+//! `file://` URIs, or nothing. The guest's output streams are wasmtime-wasi async streams on
+//! top of them, so `ctr run` and `kubectl logs` show what the guest prints.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
+
+use crate::error::ShimError;
+
+/// How much a guest may write ahead of the reader before its write blocks.
+const WRITE_BUDGET: usize = 64 * 1024;
+
+/// Where one of the container's streams goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdioTarget {
+    None,
+    /// A FIFO or plain file path.
+    Path(PathBuf),
+}
+
+impl StdioTarget {
+    /// Parses what containerd puts in CreateTaskRequest's stdin/stdout/stderr.
+    pub fn parse(stream: &'static str, value: &str) -> Result<Self, ShimError> {
+        if value.is_empty() {
+            return Ok(StdioTarget::None);
+        }
+        if let Some(path) = value.strip_prefix("file://") {
+            return Ok(StdioTarget::Path(PathBuf::from(path)));
+        }
+        if value.contains("://") {
+            return Err(ShimError::InvalidArgument(format!(
+                "{stream} {value}: only FIFOs and file:// URIs are supported for Wasm containers"
+            )));
+        }
+        Ok(StdioTarget::Path(PathBuf::from(value)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StdioPaths {
+    pub stdin: StdioTarget,
+    pub stdout: StdioTarget,
+    pub stderr: StdioTarget,
+}
+
+impl StdioPaths {
+    pub fn parse(stdin: &str, stdout: &str, stderr: &str) -> Result<Self, ShimError> {
+        Ok(StdioPaths {
+            stdin: StdioTarget::parse("stdin", stdin)?,
+            stdout: StdioTarget::parse("stdout", stdout)?,
+            stderr: StdioTarget::parse("stderr", stderr)?,
+        })
+    }
+}
+
+/// The opened streams, ready to hand to a WASI context.
+pub struct GuestStdio {
+    pub stdin: Option<AsyncStdinStream>,
+    pub stdout: Option<AsyncStdoutStream>,
+    pub stderr: Option<AsyncStdoutStream>,
+    /// The shim's own handle on stderr, held until the guest's end is written: reopening the
+    /// FIFO later would wait for a reader that has already seen EOF and gone.
+    pub stderr_tail: Option<tokio::fs::File>,
+}
+
+impl GuestStdio {
+    pub async fn open(paths: &StdioPaths) -> Result<Self, ShimError> {
+        let stdin = match &paths.stdin {
+            StdioTarget::None => None,
+            StdioTarget::Path(path) => Some(AsyncStdinStream::new(open_reader(path)?)),
+        };
+        let stdout = match &paths.stdout {
+            StdioTarget::None => None,
+            StdioTarget::Path(path) => Some(AsyncStdoutStream::new(
+                WRITE_BUDGET,
+                open_writer("stdout", path).await?,
+            )),
+        };
+        let (stderr, stderr_tail) = match &paths.stderr {
+            StdioTarget::None => (None, None),
+            StdioTarget::Path(path) => {
+                let file = open_writer("stderr", path).await?;
+                let tail = file.try_clone().await.map_err(|source| ShimError::Stdio {
+                    stream: "stderr",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                (Some(AsyncStdoutStream::new(WRITE_BUDGET, file)), Some(tail))
+            }
+        };
+        Ok(GuestStdio {
+            stdin,
+            stdout,
+            stderr,
+            stderr_tail,
+        })
+    }
+}
+
+/// Opens a FIFO or file for writing. FIFOs are opened read-write, as containerd's runc shim
+/// does: the open never waits for a reader, and a reader that goes away (`ctr run -d` exits)
+/// does not turn the guest's next write into a broken pipe; output then waits in the pipe.
+pub async fn open_writer(stream: &'static str, path: &Path) -> Result<tokio::fs::File, ShimError> {
+    tokio::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .append(true)
+        .create(false)
+        .open(path)
+        .await
+        .map_err(|source| ShimError::Stdio {
+            stream,
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn open_reader(
+    path: &Path,
+) -> Result<impl tokio::io::AsyncRead + Send + Sync + Unpin + 'static, ShimError> {
+    tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(path)
+        .map_err(|source| ShimError::Stdio {
+            stream: "stdin",
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Writes one line to the container's stderr through the shim's own handle: how a trap's
+/// message reaches `ctr` and the container log after the guest is gone.
+pub async fn write_line(tail: &mut tokio::fs::File, line: &str) {
+    let written = async {
+        tail.write_all(format!("{line}\n").as_bytes()).await?;
+        tail.flush().await
+    };
+    if let Err(err) = written.await {
+        tracing::warn!(%err, "cannot write the exit message to stderr");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_containerd_stdio_forms() {
+        assert_eq!(StdioTarget::parse("stdout", "").expect("empty"), StdioTarget::None);
+        assert_eq!(
+            StdioTarget::parse("stdout", "/run/fifo/1-stdout").expect("fifo"),
+            StdioTarget::Path("/run/fifo/1-stdout".into())
+        );
+        assert_eq!(
+            StdioTarget::parse("stdout", "file:///var/log/c.log").expect("file"),
+            StdioTarget::Path("/var/log/c.log".into())
+        );
+        let err = StdioTarget::parse("stdout", "binary:///usr/bin/logger").expect_err("binary");
+        assert!(err.to_string().contains("only FIFOs and file:// URIs"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn guest_output_reaches_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        std::fs::write(&out, "").expect("create");
+        let paths = StdioPaths::parse("", &format!("file://{}", out.display()), "")
+            .expect("parse");
+        let opened = GuestStdio::open(&paths).await.expect("open");
+        assert!(opened.stdout.is_some() && opened.stderr.is_none() && opened.stdin.is_none());
+        let mut writer = open_writer("stdout", &out).await.expect("open");
+        write_line(&mut writer, "hello").await;
+        assert_eq!(std::fs::read_to_string(&out).expect("read"), "hello\n");
+    }
+}

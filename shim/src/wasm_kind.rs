@@ -1,0 +1,247 @@
+//! Loading a Wasm binary from the container's rootfs and deciding what it is: a `wasi:cli`
+//! command component, a `wasi:http` proxy component, or a WASI preview1 command module.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+/// What Spore hosts, named in errors about modules it cannot run.
+pub const HOSTED_WORLDS: &str =
+    "components exporting wasi:cli/run or wasi:http/incoming-handler, and WASI preview1 modules exporting _start";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    #[error("the container has no entrypoint: the OCI spec's process.args is empty")]
+    NoEntrypoint,
+    #[error("cannot read the Wasm entrypoint {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a Wasm module: it does not start with the Wasm magic bytes \\0asm (it starts with {prefix:?})")]
+    NotWasm { path: PathBuf, prefix: String },
+    #[error("{path} has an unknown Wasm binary version {version:02x?}: neither a core module (01 00 00 00) nor a component (0d 00 01 00)")]
+    UnknownVersion { path: PathBuf, version: Vec<u8> },
+    #[error("{path} is not a valid Wasm {what}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("{path} cannot run on Spore: it exports [{exports}]; Spore runs {HOSTED_WORLDS}")]
+    NothingToRun { path: PathBuf, exports: String },
+}
+
+/// The first bytes of a file, for telling whether it is Wasm without reading all of it.
+pub fn looks_like_wasm(prefix: &[u8]) -> bool {
+    prefix.len() >= 4 && &prefix[..4] == WASM_MAGIC
+}
+
+/// A compiled, classified guest, ready to instantiate.
+#[derive(Clone)]
+pub enum Guest {
+    /// A component exporting `wasi:cli/run` (and not `wasi:http/incoming-handler`).
+    Command(Component),
+    /// A component exporting `wasi:http/incoming-handler`, whether or not it also exports
+    /// `wasi:cli/run` (`wstd`'s `http_server` macro makes both).
+    HttpProxy(Component),
+    /// A WASI preview1 core module exporting `_start`.
+    Preview1(Module),
+}
+
+impl Guest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Guest::Command(_) => "wasi:cli/command component",
+            Guest::HttpProxy(_) => "wasi:http/proxy component",
+            Guest::Preview1(_) => "WASI preview1 module",
+        }
+    }
+}
+
+/// Reads, compiles and classifies the Wasm file at `host_path`; errors name it `shown_as` (its
+/// path inside the container, which is what the user wrote).
+pub fn load(engine: &Engine, host_path: &Path, shown_as: &Path) -> Result<Guest, WasmError> {
+    let bytes = std::fs::read(host_path).map_err(|source| WasmError::Read {
+        path: shown_as.to_path_buf(),
+        source,
+    })?;
+    compile(engine, shown_as, &bytes)
+}
+
+/// Compiles and classifies `bytes` (named `path` in errors).
+pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Guest, WasmError> {
+    if !looks_like_wasm(bytes) {
+        let prefix = String::from_utf8_lossy(&bytes[..bytes.len().min(8)]).into_owned();
+        return Err(WasmError::NotWasm {
+            path: path.to_path_buf(),
+            prefix,
+        });
+    }
+    let version: [u8; 4] = bytes
+        .get(4..8)
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| WasmError::Invalid {
+            path: path.to_path_buf(),
+            what: "binary",
+            reason: "the file ends inside its 8-byte header".into(),
+        })?;
+    match version {
+        COMPONENT_VERSION => {
+            let component =
+                Component::new(engine, bytes).map_err(|e| WasmError::Invalid {
+                    path: path.to_path_buf(),
+                    what: "component",
+                    reason: format!("{e:#}"),
+                })?;
+            classify_component(engine, path, component)
+        }
+        CORE_MODULE_VERSION => {
+            let module = Module::new(engine, bytes).map_err(|e| WasmError::Invalid {
+                path: path.to_path_buf(),
+                what: "module",
+                reason: format!("{e:#}"),
+            })?;
+            let has_start = module
+                .exports()
+                .any(|e| e.name() == "_start" && e.ty().func().is_some());
+            if has_start {
+                Ok(Guest::Preview1(module))
+            } else {
+                Err(WasmError::NothingToRun {
+                    path: path.to_path_buf(),
+                    exports: module
+                        .exports()
+                        .map(|e| e.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+        }
+        other => Err(WasmError::UnknownVersion {
+            path: path.to_path_buf(),
+            version: other.to_vec(),
+        }),
+    }
+}
+
+fn classify_component(
+    engine: &Engine,
+    path: &Path,
+    component: Component,
+) -> Result<Guest, WasmError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let exports_interface =
+        |iface: &str| exports.iter().any(|e| interface_name(e) == iface);
+    if exports_interface("wasi:http/incoming-handler") {
+        Ok(Guest::HttpProxy(component))
+    } else if exports_interface("wasi:cli/run") {
+        Ok(Guest::Command(component))
+    } else {
+        Err(WasmError::NothingToRun {
+            path: path.to_path_buf(),
+            exports: exports.join(", "),
+        })
+    }
+}
+
+/// `wasi:cli/run@0.2.3` -> `wasi:cli/run`.
+fn interface_name(export: &str) -> &str {
+    export.split_once('@').map_or(export, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        crate::engine::new_engine().expect("engine")
+    }
+
+    fn expect_err(result: Result<Guest, WasmError>) -> WasmError {
+        match result {
+            Ok(guest) => panic!("expected an error, got a {}", guest.kind()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn text_file_is_not_wasm() {
+        let err = expect_err(compile(&engine(), Path::new("/app.wasm"), b"#!/bin/sh\necho"));
+        assert!(matches!(err, WasmError::NotWasm { .. }));
+        assert!(err.to_string().contains("/app.wasm is not a Wasm module"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_module_names_the_file_and_the_reason() {
+        let mut bytes = b"\0asm".to_vec();
+        bytes.extend_from_slice(&CORE_MODULE_VERSION);
+        bytes.extend_from_slice(&[0x01, 0xff, 0xff, 0xff]);
+        let err = expect_err(compile(&engine(), Path::new("/bad.wasm"), &bytes));
+        let text = err.to_string();
+        assert!(text.starts_with("/bad.wasm is not a valid Wasm module:"), "{text}");
+    }
+
+    #[test]
+    fn truncated_header_is_invalid() {
+        let err = expect_err(compile(&engine(), Path::new("/t.wasm"), b"\0asm\x01"));
+        assert!(err.to_string().contains("ends inside its 8-byte header"), "{err}");
+    }
+
+    #[test]
+    fn preview1_module_with_start_is_a_command() {
+        let wasm = wat::parse_str(r#"(module (func (export "_start")) (memory (export "memory") 1))"#)
+            .expect("wat");
+        let guest = compile(&engine(), Path::new("/m.wasm"), &wasm).expect("compiles");
+        assert!(matches!(guest, Guest::Preview1(_)));
+    }
+
+    #[test]
+    fn module_without_start_names_its_exports() {
+        let wasm = wat::parse_str(r#"(module (func (export "handle")) (memory (export "memory") 1))"#)
+            .expect("wat");
+        let err = expect_err(compile(&engine(), Path::new("/lib.wasm"), &wasm));
+        let text = err.to_string();
+        assert!(text.contains("exports [handle, memory]"), "{text}");
+        assert!(text.contains("Spore runs components exporting wasi:cli/run"), "{text}");
+    }
+
+    #[test]
+    fn component_exporting_nothing_runnable_is_refused() {
+        let wasm = wat::parse_str("(component)").expect("wat");
+        let err = expect_err(compile(&engine(), Path::new("/empty.wasm"), &wasm));
+        assert!(matches!(err, WasmError::NothingToRun { .. }), "{err}");
+    }
+
+    #[test]
+    fn component_exporting_http_handler_is_an_http_proxy() {
+        let wasm = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "handle")))
+                (core instance $i (instantiate $m))
+                (func $f (canon lift (core func $i "handle")))
+                (instance $h (export "handle" (func $f)))
+                (export "wasi:http/incoming-handler@0.2.3" (instance $h))
+                (instance $r (export "run" (func $f)))
+                (export "wasi:cli/run@0.2.3" (instance $r)))"#,
+        )
+        .expect("wat");
+        let guest = compile(&engine(), Path::new("/srv.wasm"), &wasm).expect("compiles");
+        assert!(matches!(guest, Guest::HttpProxy(_)), "{}", guest.kind());
+    }
+
+    #[test]
+    fn interface_names_drop_the_version() {
+        assert_eq!(interface_name("wasi:cli/run@0.2.3"), "wasi:cli/run");
+        assert_eq!(interface_name("plain"), "plain");
+    }
+}
