@@ -75,7 +75,7 @@ done
 log "HTTP app: answers through its Service"
 k -n "$apps_ns" wait wa/hello-http --for=condition=Ready --timeout=180s || fail "hello-http is not Ready"
 body=$(k -n "$apps_ns" run http-probe --image="localhost:${reg_port}/busybox:1.36" --restart=Never --rm -i --quiet \
-  --command -- wget -qO- -T 10 "http://hello-http.${apps_ns}.svc:8080/healthz") || fail "hello-http's Service does not answer"
+  --command -- wget -qO- -T 10 "http://hello-http.${apps_ns}.svc:8080/") || fail "hello-http's Service does not answer"
 [ -n "$body" ] || fail "hello-http answered with an empty body"
 log "hello-http said: $body"
 

@@ -75,9 +75,14 @@ grep -ho 'registry\.example\.com/spore/[a-z0-9._-]*:[A-Za-z0-9._-]*' "$root"/exa
   while read -r ref; do
     name_tag=${ref#registry.example.com/spore/}
     name=${name_tag%%:*}
-    wasm="$wasm_dir/${name//-/_}.wasm"
-    if [ ! -f "$wasm" ]; then
-      log "no component for $ref: expected $wasm (a crate named $name in examples/)"
+    # A binary crate NAME builds NAME.wasm, a library crate NAME_WITH_UNDERSCORES.wasm; the
+    # command example `hello-cli` is the crate `hello`.
+    wasm=""
+    for candidate in "$name" "${name//-/_}" "${name%-cli}"; do
+      if [ -f "$wasm_dir/$candidate.wasm" ]; then wasm="$wasm_dir/$candidate.wasm"; break; fi
+    done
+    if [ -z "$wasm" ]; then
+      log "no component for $ref: expected $wasm_dir/$name.wasm (a crate named $name in examples/)"
       exit 1
     fi
     log "pushing $wasm as localhost:${reg_port}/spore/$name_tag"

@@ -13,7 +13,15 @@ async fn a_running_installer_stays_idle_after_an_uninstall() {
     std::fs::create_dir_all(host.config.parent().expect("dir")).expect("mkdir");
     std::fs::write(&host.config, config).expect("write");
     host.write_script("");
-    let args = host.args("containerd", &["--restart-command", "none"]);
+    let args = host.args(
+        "containerd",
+        &[
+            "--restart-command",
+            "none",
+            "--restart-timeout-seconds",
+            "1",
+        ],
+    );
 
     let running = Installer::new(&args, None).expect("installer");
     // Wait a tick so the uninstall is clearly after the running installer's start.

@@ -24,7 +24,8 @@ pub fn shared_engine() -> Result<&'static Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let engine = new_engine().map_err(|e| format!("creating the wasmtime engine: {e:#}"))?;
+            let engine =
+                new_engine().map_err(|e| format!("creating the wasmtime engine: {e:#}"))?;
             spawn_epoch_ticker(engine.clone())
                 .map_err(|e| format!("starting the epoch ticker thread: {e}"))?;
             Ok(engine)

@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn parses_containerd_stdio_forms() {
-        assert_eq!(StdioTarget::parse("stdout", "").expect("empty"), StdioTarget::None);
+        assert_eq!(
+            StdioTarget::parse("stdout", "").expect("empty"),
+            StdioTarget::None
+        );
         assert_eq!(
             StdioTarget::parse("stdout", "/run/fifo/1-stdout").expect("fifo"),
             StdioTarget::Path("/run/fifo/1-stdout".into())
@@ -157,7 +160,10 @@ mod tests {
             StdioTarget::Path("/var/log/c.log".into())
         );
         let err = StdioTarget::parse("stdout", "binary:///usr/bin/logger").expect_err("binary");
-        assert!(err.to_string().contains("only FIFOs and file:// URIs"), "{err}");
+        assert!(
+            err.to_string().contains("only FIFOs and file:// URIs"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -165,8 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         std::fs::write(&out, "").expect("create");
-        let paths = StdioPaths::parse("", &format!("file://{}", out.display()), "")
-            .expect("parse");
+        let paths = StdioPaths::parse("", &format!("file://{}", out.display()), "").expect("parse");
         let opened = GuestStdio::open(&paths).await.expect("open");
         assert!(opened.stdout.is_some() && opened.stderr.is_none() && opened.stdin.is_none());
         let mut writer = open_writer("stdout", &out).await.expect("open");

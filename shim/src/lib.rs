@@ -5,11 +5,14 @@
 //! running Wasm, building the guest's WASI view from an OCI spec) are tested directly; `main.rs`
 //! only hands control to the `containerd-shim` crate.
 
+pub mod cache;
 pub mod container;
+pub mod content;
 pub mod cputime;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod http;
 pub mod io;
 pub mod limits;
 pub mod logging;

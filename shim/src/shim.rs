@@ -72,12 +72,11 @@ impl Shim for SporeShim {
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         crate::logging::init(self.debug);
-        let (engine, linkers) = match crate::engine::shared_engine()
-            .and_then(|engine| {
-                Linkers::new(engine)
-                    .map(|linkers| (engine.clone(), linkers))
-                    .map_err(|e| format!("linking WASI: {e:#}"))
-            }) {
+        let (engine, linkers) = match crate::engine::shared_engine().and_then(|engine| {
+            Linkers::new(engine)
+                .map(|linkers| (engine.clone(), linkers))
+                .map_err(|e| format!("linking WASI: {e:#}"))
+        }) {
             Ok(pair) => pair,
             Err(err) => {
                 // Nothing can run without an engine; say why where containerd collects it.
@@ -86,7 +85,13 @@ impl Shim for SporeShim {
                 std::process::exit(1);
             }
         };
-        TaskService::new(engine, linkers, publisher, self.namespace.clone(), self.exit.clone())
+        TaskService::new(
+            engine,
+            linkers,
+            publisher,
+            self.namespace.clone(),
+            self.exit.clone(),
+        )
     }
 }
 

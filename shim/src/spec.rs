@@ -51,9 +51,7 @@ impl ContainerSpec {
 
     pub fn from_spec(spec: &Spec, bundle: &Path) -> Self {
         let process = spec.process().as_ref();
-        let args = process
-            .and_then(|p| p.args().clone())
-            .unwrap_or_default();
+        let args = process.and_then(|p| p.args().clone()).unwrap_or_default();
         let env = process
             .and_then(|p| p.env().clone())
             .unwrap_or_default()
@@ -238,7 +236,10 @@ mod tests {
         assert_eq!(spec.memory_limit, Some(64 << 20));
         assert_eq!(spec.sandbox_id(), Some("pod1"));
         assert!(!spec.is_sandbox());
-        assert_eq!(spec.netns_path.as_deref(), Some(Path::new("/var/run/netns/cni-1")));
+        assert_eq!(
+            spec.netns_path.as_deref(),
+            Some(Path::new("/var/run/netns/cni-1"))
+        );
         assert_eq!(spec.cgroups_path.as_deref(), Some("/kubepods/pod1/c1"));
     }
 

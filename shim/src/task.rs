@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use containerd_shim::TtrpcResult;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::asynchronous::publisher::RemotePublisher;
 use containerd_shim::protos::api;
@@ -15,9 +16,8 @@ use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::topics;
-use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
-use containerd_shim::TtrpcResult;
+use containerd_shim::protos::ttrpc::context::Context;
 use wasmtime::Engine;
 
 use crate::container::wasm::{Linkers, WasmGuest};
@@ -85,7 +85,9 @@ impl TaskService {
         }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>>, ShimError> {
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>>, ShimError> {
         self.containers
             .lock()
             .map_err(|_| ShimError::Other("the container table's lock is poisoned".into()))
@@ -109,7 +111,10 @@ impl TaskService {
         }
     }
 
-    async fn create_container(&self, req: &api::CreateTaskRequest) -> Result<Arc<Container>, ShimError> {
+    async fn create_container(
+        &self,
+        req: &api::CreateTaskRequest,
+    ) -> Result<Arc<Container>, ShimError> {
         if self.lock()?.contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(req.id.clone()));
         }
@@ -222,7 +227,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
         let events = self.events.clone();
@@ -252,7 +261,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
         let mut resp = api::StateResponse {
@@ -277,7 +290,11 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
         let status = container.wait().await;
@@ -303,7 +320,11 @@ impl Task for TaskService {
         Ok(api::Empty::new())
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
         let status = match container.phase() {
@@ -340,7 +361,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
         let container = self.get(&req.id)?;
         let mut resp = api::PidsResponse::new();
         if container.phase() == Phase::Running {
@@ -352,7 +377,11 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         let container = self.get(&req.id)?;
         let any = container
             .usage
@@ -364,7 +393,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         self.get(&req.id)?;
         Ok(api::ConnectResponse {
             shim_pid: shim_pid(),
@@ -374,7 +407,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ShutdownRequest,
+    ) -> TtrpcResult<api::Empty> {
         if self.lock()?.is_empty() {
             tracing::info!("no containers left: shim exits");
             self.exit.signal();
@@ -382,7 +419,11 @@ impl Task for TaskService {
         Ok(api::Empty::new())
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> TtrpcResult<api::Empty> {
         self.get(&req.id)?;
         Err(unsupported(&req.id, "exec"))
     }
@@ -392,24 +433,43 @@ impl Task for TaskService {
         Err(unsupported(&req.id, "pause"))
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+    async fn resume(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResumeRequest,
+    ) -> TtrpcResult<api::Empty> {
         self.get(&req.id)?;
         Err(unsupported(&req.id, "resume"))
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
         self.get(&req.id)?;
         Err(unsupported(&req.id, "update of resources"))
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
         self.get(&req.id)?;
         Err(unsupported(&req.id, "resizing a pty"))
     }
 
-    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+    async fn close_io(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CloseIORequest,
+    ) -> TtrpcResult<api::Empty> {
+        // containerd asks this when its client's stdin ends; the guest sees the end of input
+        // through the stdin FIFO itself once containerd closes its writing end.
+        Self::no_exec(&req.id, &req.exec_id)?;
         self.get(&req.id)?;
-        Err(unsupported(&req.id, "closing IO"))
+        Ok(api::Empty::new())
     }
 
     async fn checkpoint(

@@ -39,7 +39,10 @@ pub fn preopens(spec: &ContainerSpec) -> Vec<Preopen> {
 /// A WASI context builder for a guest of `spec` writing to `stdio`.
 pub fn builder(spec: &ContainerSpec, stdio: GuestStdio) -> Result<WasiCtxBuilder, ShimError> {
     let mut builder = WasiCtxBuilder::new();
-    builder.args(&spec.args).envs(&spec.env).initial_cwd(&spec.cwd);
+    builder
+        .args(&spec.args)
+        .envs(&spec.env)
+        .initial_cwd(&spec.cwd);
     if let Some(stdin) = stdio.stdin {
         builder.stdin(stdin);
     }

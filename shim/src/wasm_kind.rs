@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+use crate::cache::{CacheError, CompileCache, Compiled, Source};
+
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 
 /// What Spore hosts, named in errors about modules it cannot run.
-pub const HOSTED_WORLDS: &str =
-    "components exporting wasi:cli/run or wasi:http/incoming-handler, and WASI preview1 modules exporting _start";
+pub const HOSTED_WORLDS: &str = "components exporting wasi:cli/run or wasi:http/incoming-handler, and WASI preview1 modules exporting _start";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
@@ -23,9 +24,13 @@ pub enum WasmError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a Wasm module: it does not start with the Wasm magic bytes \\0asm (it starts with {prefix:?})")]
+    #[error(
+        "{path} is not a Wasm module: it does not start with the Wasm magic bytes \\0asm (it starts with {prefix:?})"
+    )]
     NotWasm { path: PathBuf, prefix: String },
-    #[error("{path} has an unknown Wasm binary version {version:02x?}: neither a core module (01 00 00 00) nor a component (0d 00 01 00)")]
+    #[error(
+        "{path} has an unknown Wasm binary version {version:02x?}: neither a core module (01 00 00 00) nor a component (0d 00 01 00)"
+    )]
     UnknownVersion { path: PathBuf, version: Vec<u8> },
     #[error("{path} is not a valid Wasm {what}: {reason}")]
     Invalid {
@@ -35,6 +40,13 @@ pub enum WasmError {
     },
     #[error("{path} cannot run on Spore: it exports [{exports}]; Spore runs {HOSTED_WORLDS}")]
     NothingToRun { path: PathBuf, exports: String },
+    #[error(
+        "{path} is precompiled native code (an ELF file, such as wasmtime's .cwasm), not Wasm: \
+         Spore runs only code it compiles itself from Wasm; publish the .wasm file instead"
+    )]
+    Precompiled { path: PathBuf },
+    #[error("{path}: {source}")]
+    Cache { path: PathBuf, source: CacheError },
 }
 
 /// The first bytes of a file, for telling whether it is Wasm without reading all of it.
@@ -74,8 +86,77 @@ pub fn load(engine: &Engine, host_path: &Path, shown_as: &Path) -> Result<Guest,
     compile(engine, shown_as, &bytes)
 }
 
-/// Compiles and classifies `bytes` (named `path` in errors).
-pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Guest, WasmError> {
+/// Reads the Wasm file at `host_path`, compiles it through `cache` (keyed by the sha256 of its
+/// bytes: a plain image's `.wasm`) and classifies it. Blocks while compiling.
+pub fn load_cached(
+    engine: &Engine,
+    cache: &CompileCache,
+    host_path: &Path,
+    shown_as: &Path,
+) -> Result<Guest, WasmError> {
+    let bytes = std::fs::read(host_path).map_err(|source| WasmError::Read {
+        path: shown_as.to_path_buf(),
+        source,
+    })?;
+    let source = Source::file(&bytes);
+    compile_cached(engine, cache, shown_as, source, &bytes)
+}
+
+/// Compiles `bytes` through `cache` and classifies the result. `source` says what the bytes
+/// are (an artifact layer: `Source::layer(digest)`, checked against the bytes; a file:
+/// `Source::file(bytes)`). Precompiled code is refused, never deserialized. Blocks while
+/// compiling.
+pub fn compile_cached(
+    engine: &Engine,
+    cache: &CompileCache,
+    path: &Path,
+    source: Source,
+    bytes: &[u8],
+) -> Result<Guest, WasmError> {
+    wasm_version(path, bytes)?;
+    let key = cache.key(source);
+    let compiled = cache
+        .get_or_compile(engine, &key, bytes)
+        .map_err(|source| cache_error(path, source))?;
+    classify(engine, path, compiled)
+}
+
+/// The guest compiled from `source` if the cache holds it: the warm path of an artifact, which
+/// needs no Wasm bytes. `None` on a miss (then read the bytes and call [`compile_cached`]).
+pub fn cached(
+    engine: &Engine,
+    cache: &CompileCache,
+    path: &Path,
+    source: Source,
+) -> Option<Result<Guest, WasmError>> {
+    let compiled = cache.load(engine, &cache.key(source))?;
+    Some(classify(engine, path, compiled))
+}
+
+/// Classifies code compiled (or loaded) by the cache.
+pub fn classify(engine: &Engine, path: &Path, compiled: Compiled) -> Result<Guest, WasmError> {
+    match compiled {
+        Compiled::Component(component) => classify_component(engine, path, component),
+        Compiled::Module(module) => classify_module(path, module),
+    }
+}
+
+fn cache_error(path: &Path, source: CacheError) -> WasmError {
+    let path = path.to_path_buf();
+    match source {
+        CacheError::Precompiled { .. } => WasmError::Precompiled { path },
+        CacheError::Compile { what, reason } => WasmError::Invalid { path, what, reason },
+        source => WasmError::Cache { path, source },
+    }
+}
+
+/// Checks the 8-byte header of `bytes`: the Wasm magic and a known binary version.
+fn wasm_version(path: &Path, bytes: &[u8]) -> Result<[u8; 4], WasmError> {
+    if bytes.starts_with(b"\x7fELF") {
+        return Err(WasmError::Precompiled {
+            path: path.to_path_buf(),
+        });
+    }
     if !looks_like_wasm(bytes) {
         let prefix = String::from_utf8_lossy(&bytes[..bytes.len().min(8)]).into_owned();
         return Err(WasmError::NotWasm {
@@ -92,13 +173,23 @@ pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Guest, Wasm
             reason: "the file ends inside its 8-byte header".into(),
         })?;
     match version {
+        COMPONENT_VERSION | CORE_MODULE_VERSION => Ok(version),
+        other => Err(WasmError::UnknownVersion {
+            path: path.to_path_buf(),
+            version: other.to_vec(),
+        }),
+    }
+}
+
+/// Compiles and classifies `bytes` (named `path` in errors).
+pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Guest, WasmError> {
+    match wasm_version(path, bytes)? {
         COMPONENT_VERSION => {
-            let component =
-                Component::new(engine, bytes).map_err(|e| WasmError::Invalid {
-                    path: path.to_path_buf(),
-                    what: "component",
-                    reason: format!("{e:#}"),
-                })?;
+            let component = Component::new(engine, bytes).map_err(|e| WasmError::Invalid {
+                path: path.to_path_buf(),
+                what: "component",
+                reason: format!("{e:#}"),
+            })?;
             classify_component(engine, path, component)
         }
         CORE_MODULE_VERSION => {
@@ -107,26 +198,30 @@ pub fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Guest, Wasm
                 what: "module",
                 reason: format!("{e:#}"),
             })?;
-            let has_start = module
-                .exports()
-                .any(|e| e.name() == "_start" && e.ty().func().is_some());
-            if has_start {
-                Ok(Guest::Preview1(module))
-            } else {
-                Err(WasmError::NothingToRun {
-                    path: path.to_path_buf(),
-                    exports: module
-                        .exports()
-                        .map(|e| e.name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
-            }
+            classify_module(path, module)
         }
         other => Err(WasmError::UnknownVersion {
             path: path.to_path_buf(),
             version: other.to_vec(),
         }),
+    }
+}
+
+fn classify_module(path: &Path, module: Module) -> Result<Guest, WasmError> {
+    let has_start = module
+        .exports()
+        .any(|e| e.name() == "_start" && e.ty().func().is_some());
+    if has_start {
+        Ok(Guest::Preview1(module))
+    } else {
+        Err(WasmError::NothingToRun {
+            path: path.to_path_buf(),
+            exports: module
+                .exports()
+                .map(|e| e.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 }
 
@@ -140,8 +235,7 @@ fn classify_component(
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let exports_interface =
-        |iface: &str| exports.iter().any(|e| interface_name(e) == iface);
+    let exports_interface = |iface: &str| exports.iter().any(|e| interface_name(e) == iface);
     if exports_interface("wasi:http/incoming-handler") {
         Ok(Guest::HttpProxy(component))
     } else if exports_interface("wasi:cli/run") {
@@ -176,9 +270,16 @@ mod tests {
 
     #[test]
     fn text_file_is_not_wasm() {
-        let err = expect_err(compile(&engine(), Path::new("/app.wasm"), b"#!/bin/sh\necho"));
+        let err = expect_err(compile(
+            &engine(),
+            Path::new("/app.wasm"),
+            b"#!/bin/sh\necho",
+        ));
         assert!(matches!(err, WasmError::NotWasm { .. }));
-        assert!(err.to_string().contains("/app.wasm is not a Wasm module"), "{err}");
+        assert!(
+            err.to_string().contains("/app.wasm is not a Wasm module"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -188,31 +289,42 @@ mod tests {
         bytes.extend_from_slice(&[0x01, 0xff, 0xff, 0xff]);
         let err = expect_err(compile(&engine(), Path::new("/bad.wasm"), &bytes));
         let text = err.to_string();
-        assert!(text.starts_with("/bad.wasm is not a valid Wasm module:"), "{text}");
+        assert!(
+            text.starts_with("/bad.wasm is not a valid Wasm module:"),
+            "{text}"
+        );
     }
 
     #[test]
     fn truncated_header_is_invalid() {
         let err = expect_err(compile(&engine(), Path::new("/t.wasm"), b"\0asm\x01"));
-        assert!(err.to_string().contains("ends inside its 8-byte header"), "{err}");
+        assert!(
+            err.to_string().contains("ends inside its 8-byte header"),
+            "{err}"
+        );
     }
 
     #[test]
     fn preview1_module_with_start_is_a_command() {
-        let wasm = wat::parse_str(r#"(module (func (export "_start")) (memory (export "memory") 1))"#)
-            .expect("wat");
+        let wasm =
+            wat::parse_str(r#"(module (func (export "_start")) (memory (export "memory") 1))"#)
+                .expect("wat");
         let guest = compile(&engine(), Path::new("/m.wasm"), &wasm).expect("compiles");
         assert!(matches!(guest, Guest::Preview1(_)));
     }
 
     #[test]
     fn module_without_start_names_its_exports() {
-        let wasm = wat::parse_str(r#"(module (func (export "handle")) (memory (export "memory") 1))"#)
-            .expect("wat");
+        let wasm =
+            wat::parse_str(r#"(module (func (export "handle")) (memory (export "memory") 1))"#)
+                .expect("wat");
         let err = expect_err(compile(&engine(), Path::new("/lib.wasm"), &wasm));
         let text = err.to_string();
         assert!(text.contains("exports [handle, memory]"), "{text}");
-        assert!(text.contains("Spore runs components exporting wasi:cli/run"), "{text}");
+        assert!(
+            text.contains("Spore runs components exporting wasi:cli/run"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -123,7 +123,12 @@ impl Container {
         tokio::spawn(async move {
             let status = container
                 .guest
-                .run(&container.spec, &container.stdio, container.usage.clone(), kill)
+                .run(
+                    &container.spec,
+                    &container.stdio,
+                    container.usage.clone(),
+                    kill,
+                )
                 .await;
             container.usage.memory_bytes.store(0, Ordering::Relaxed);
             if let Some(message) = &status.message {

@@ -45,6 +45,7 @@ pub struct ModuleState {
 pub struct Linkers {
     component: ComponentLinker<ComponentState>,
     module: ModuleLinker<ModuleState>,
+    http: ComponentLinker<crate::http::HttpState>,
 }
 
 impl Linkers {
@@ -53,7 +54,12 @@ impl Linkers {
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
         let mut module = ModuleLinker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module, |s: &mut ModuleState| &mut s.ctx)?;
-        Ok(Linkers { component, module })
+        let http = crate::http::linker(engine)?;
+        Ok(Linkers {
+            component,
+            module,
+            http,
+        })
     }
 }
 
@@ -61,6 +67,8 @@ impl Linkers {
 enum Prepared {
     Command(CommandPre<ComponentState>),
     Preview1(InstancePre<ModuleState>),
+    /// A `wasi:http/proxy` component, served by `crate::http`.
+    Http(crate::http::HttpGuest),
 }
 
 pub struct WasmGuest {
@@ -72,11 +80,16 @@ pub struct WasmGuest {
 impl WasmGuest {
     /// Loads, compiles, classifies and links the entrypoint of `spec`. Every reason a guest
     /// cannot run is found here, so that it fails task Create rather than Start.
-    pub fn prepare(engine: &Engine, linkers: &Linkers, spec: &ContainerSpec) -> Result<Self, ShimError> {
+    pub fn prepare(
+        engine: &Engine,
+        linkers: &Linkers,
+        spec: &ContainerSpec,
+    ) -> Result<Self, ShimError> {
         let host_path = spec
             .entrypoint_path()
             .ok_or(wasm_kind::WasmError::NoEntrypoint)?;
-        let path = std::path::PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
+        let path =
+            std::path::PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
         let guest = wasm_kind::load(engine, &host_path, &path)?;
         let kind = guest.kind();
         let link_error = |e: wasmtime::Error| {
@@ -94,14 +107,22 @@ impl WasmGuest {
                     .map_err(link_error)?;
                 Prepared::Command(CommandPre::new(pre).map_err(link_error)?)
             }
-            Guest::Preview1(module) => {
-                Prepared::Preview1(linkers.module.instantiate_pre(&module).map_err(link_error)?)
-            }
-            Guest::HttpProxy(_) => {
-                return Err(ShimError::InvalidArgument(format!(
-                    "{} is a wasi:http/proxy component: HTTP components are not served yet",
-                    path.display()
-                )));
+            Guest::Preview1(module) => Prepared::Preview1(
+                linkers
+                    .module
+                    .instantiate_pre(&module)
+                    .map_err(link_error)?,
+            ),
+            Guest::HttpProxy(component) => {
+                let config = crate::http::HttpConfig::from_env(&spec.env)
+                    .map_err(|e| ShimError::InvalidArgument(format!("{}: {e}", path.display())))?;
+                let pre = linkers
+                    .http
+                    .instantiate_pre(&component)
+                    .map_err(link_error)?;
+                let pre =
+                    wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(link_error)?;
+                Prepared::Http(crate::http::HttpGuest::new(pre, config))
             }
         };
         Ok(WasmGuest {
@@ -124,6 +145,10 @@ impl WasmGuest {
         usage: Arc<Usage>,
         mut kill: watch::Receiver<Option<u32>>,
     ) -> ExitStatus {
+        if let Prepared::Http(http) = &self.prepared {
+            // A server handles Kill itself: SIGTERM drains in-flight requests first.
+            return http.serve(spec, stdio, usage, kill).await;
+        }
         let guest = async {
             let mut opened = match GuestStdio::open(stdio).await {
                 Ok(opened) => opened,
@@ -142,7 +167,12 @@ impl WasmGuest {
         }
     }
 
-    async fn run_guest(&self, spec: &ContainerSpec, opened: GuestStdio, usage: Arc<Usage>) -> ExitStatus {
+    async fn run_guest(
+        &self,
+        spec: &ContainerSpec,
+        opened: GuestStdio,
+        usage: Arc<Usage>,
+    ) -> ExitStatus {
         let builder = match crate::wasi::builder(spec, opened) {
             Ok(builder) => builder,
             Err(e) => return ExitStatus::new(1, Some(e.to_string())),
@@ -172,6 +202,9 @@ impl WasmGuest {
                 store.epoch_deadline_async_yield_and_update(1);
                 run_preview1(pre, &mut store).await
             }
+            Prepared::Http(_) => Err(wasmtime::format_err!(
+                "a wasi:http/proxy component is served, not run as a command"
+            )),
         };
         ExitStatus::from_guest(result)
     }

@@ -1,0 +1,408 @@
+//! The compiled-code cache with the real test guests (`bash hack/build-guests.sh`), no containerd:
+//! hits after a miss, corrupt and foreign entries recompiled, precompiled input refused,
+//! concurrent first uses, eviction by size and garbage collection by digest.
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use spore_shim::cache::{CacheConfig, CacheError, CompileCache, ContentDigest, Origin, Source};
+use spore_shim::wasm_kind::{self, Guest, WasmError};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+fn guest(target: &str, name: &str) -> Vec<u8> {
+    let path = spore_e2e::tools::repo_root()
+        .join("target")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
+            path.display()
+        )
+    })
+}
+
+fn hello() -> Vec<u8> {
+    guest("wasm32-wasip2", "hello")
+}
+
+fn engine() -> Engine {
+    spore_shim::engine::new_engine().expect("engine")
+}
+
+fn open(engine: &Engine, dir: &Path, max_bytes: u64) -> CompileCache {
+    CompileCache::open(
+        engine,
+        CacheConfig {
+            dir: dir.to_path_buf(),
+            max_bytes,
+        },
+    )
+    .expect("cache opens")
+}
+
+const UNBOUNDED: u64 = u64::MAX;
+
+fn counts(cache: &CompileCache) -> (u64, u64) {
+    (cache.stats().hits(), cache.stats().misses())
+}
+
+struct State {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Runs a `wasi:cli/command` guest and returns what it printed.
+fn run(engine: &Engine, guest: Guest) -> String {
+    let Guest::Command(component) = guest else {
+        panic!("expected a command component, got a {}", guest.kind())
+    };
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("link WASI");
+    let pre = CommandPre::new(linker.instantiate_pre(&component).expect("instantiate_pre"))
+        .expect("command");
+    let stdout = MemoryOutputPipe::new(1 << 16);
+    let ctx = WasiCtx::builder().stdout(stdout.clone()).build();
+    let mut store = Store::new(
+        engine,
+        State {
+            ctx,
+            table: ResourceTable::new(),
+        },
+    );
+    // No epoch ticker here: a deadline that never comes.
+    store.set_epoch_deadline(u64::MAX / 2);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let outcome = runtime.block_on(async {
+        let command = pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiate");
+        command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .await
+            .expect("run")
+    });
+    assert!(outcome.is_ok(), "the guest failed");
+    String::from_utf8(stdout.contents().to_vec()).expect("utf-8")
+}
+
+fn compile_hello(engine: &Engine, cache: &CompileCache) -> Guest {
+    let wasm = hello();
+    wasm_kind::compile_cached(
+        engine,
+        cache,
+        Path::new("/hello.wasm"),
+        Source::file(&wasm),
+        &wasm,
+    )
+    .expect("hello compiles")
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_second_use_hits_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    let first = compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (0, 1), "the first use compiles");
+    assert!(run(&engine, first).contains("Hello, world"));
+    let second = compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (1, 1), "the second use hits");
+    assert!(run(&engine, second).contains("Hello, world"));
+    assert_eq!(entries(dir.path()).len(), 1);
+
+    // Another cache on the same directory (another pod's shim) hits too.
+    let other = open(&engine, dir.path(), UNBOUNDED);
+    let third = compile_hello(&engine, &other);
+    assert_eq!(counts(&other), (1, 0));
+    assert!(run(&engine, third).contains("Hello, world"));
+}
+
+#[test]
+fn a_corrupt_entry_is_recompiled_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    compile_hello(&engine, &cache);
+    let entry = dir.path().join(&entries(dir.path())[0]);
+    let mut bytes = std::fs::read(&entry).expect("read entry");
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&entry, &bytes).expect("corrupt entry");
+
+    let guest = compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (0, 2), "the corrupt entry was not used");
+    assert!(run(&engine, guest).contains("Hello, world"));
+    assert_ne!(
+        std::fs::read(&entry).expect("read"),
+        bytes,
+        "the entry was replaced"
+    );
+    compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (1, 2), "the replacement is used");
+}
+
+#[test]
+fn an_entry_of_another_engine_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ours = engine();
+    let mut config = Config::new();
+    config.epoch_interruption(false);
+    config.wasm_component_model(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
+    let theirs = Engine::new(&config).expect("engine");
+    let their_cache = open(&theirs, dir.path(), UNBOUNDED);
+    let our_cache = open(&ours, dir.path(), UNBOUNDED);
+    assert_ne!(their_cache.fingerprint(), our_cache.fingerprint());
+
+    let wasm = hello();
+    let source = Source::file(&wasm);
+    let their_key = their_cache.key(source.clone());
+    let our_key = our_cache.key(source.clone());
+    their_cache
+        .get_or_compile(&theirs, &their_key, &wasm)
+        .expect("their compile");
+    // Their entry, placed under our name (a cache directory shared across wasmtime builds,
+    // or a file copied by hand), is not trusted.
+    std::fs::copy(
+        their_cache.entry_path(&their_key),
+        our_cache.entry_path(&our_key),
+    )
+    .expect("copy");
+    let guest = compile_hello(&ours, &our_cache);
+    assert_eq!(counts(&our_cache), (0, 1), "recompiled for our engine");
+    assert!(run(&ours, guest).contains("Hello, world"));
+    assert_eq!(
+        entries(dir.path()).len(),
+        2,
+        "both engines keep their own entry"
+    );
+}
+
+#[test]
+fn a_file_spore_did_not_write_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    let wasm = hello();
+    let key = cache.key(Source::file(&wasm));
+    // wasmtime's own artifact, without Spore's trailer.
+    let foreign = engine.precompile_component(&wasm).expect("precompile");
+    std::fs::write(cache.entry_path(&key), &foreign).expect("plant");
+    let guest = compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (0, 1));
+    assert!(run(&engine, guest).contains("Hello, world"));
+    let written = std::fs::read(cache.entry_path(&key)).expect("read");
+    assert_ne!(written, foreign, "replaced by an entry Spore wrote");
+}
+
+#[test]
+fn precompiled_code_given_as_wasm_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    let cwasm = engine.precompile_component(&hello()).expect("precompile");
+    let err = match wasm_kind::compile_cached(
+        &engine,
+        &cache,
+        Path::new("/app.wasm"),
+        Source::file(&cwasm),
+        &cwasm,
+    ) {
+        Ok(guest) => panic!("a precompiled blob was accepted as a {}", guest.kind()),
+        Err(e) => e,
+    };
+    assert!(matches!(err, WasmError::Precompiled { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("/app.wasm is precompiled native code"),
+        "{text}"
+    );
+    assert!(text.contains("publish the .wasm file"), "{text}");
+
+    // The cache's own entry point refuses it too, whatever the caller checked.
+    let key =
+        cache.key(Source::layer(&ContentDigest::sha256_of(&cwasm).to_string()).expect("digest"));
+    let err = match cache.get_or_compile(&engine, &key, &cwasm) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, CacheError::Precompiled { what: "component" }),
+        "{err}"
+    );
+    // An arbitrary ELF file as well.
+    let elf = std::fs::read("/bin/true").expect("/bin/true");
+    let err = match cache.get_or_compile(&engine, &cache.key(Source::file(&elf)), &elf) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, CacheError::Precompiled { .. }), "{err}");
+    assert_eq!(counts(&cache), (0, 0));
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn a_layer_must_match_its_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    let wasm = hello();
+    let wrong = Source::layer(&format!("sha256:{}", "0".repeat(64))).expect("digest");
+    let err = match cache.get_or_compile(&engine, &cache.key(wrong), &wasm) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, CacheError::DigestMismatch { .. }), "{err}");
+}
+
+#[test]
+fn concurrent_first_uses_all_succeed_and_compile_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = Arc::new(open(&engine, dir.path(), UNBOUNDED));
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, cache, barrier) = (engine.clone(), cache.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                compile_hello(&engine, &cache)
+            })
+        })
+        .collect();
+    for thread in threads {
+        let guest = thread.join().expect("thread");
+        assert!(run(&engine, guest).contains("Hello, world"));
+    }
+    assert_eq!(counts(&cache), (3, 1), "one compile, three hits");
+    assert_eq!(entries(dir.path()).len(), 1);
+}
+
+#[test]
+fn least_recently_used_entries_are_evicted_past_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let names = ["hello", "exit3", "trap"];
+    // Measure one entry, then bound the cache to about two of them.
+    let probe = open(&engine, dir.path(), UNBOUNDED);
+    compile_hello(&engine, &probe);
+    let one = probe.total_bytes().expect("size");
+    let cache = open(&engine, dir.path(), one * 2 + one / 2);
+    let mut keys = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let wasm = guest("wasm32-wasip2", name);
+        let key = cache.key(Source::file(&wasm));
+        cache.get_or_compile(&engine, &key, &wasm).expect("compile");
+        // Make the order of use unambiguous whatever the file system's clock resolution.
+        let used =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i as u64 * 10);
+        std::fs::File::options()
+            .write(true)
+            .open(cache.entry_path(&key))
+            .expect("open")
+            .set_modified(used)
+            .expect("touch");
+        keys.push(key);
+    }
+    assert!(
+        !cache.entry_path(&keys[0]).exists(),
+        "the oldest was evicted"
+    );
+    assert!(cache.entry_path(&keys[2]).exists(), "the newest stays");
+    assert!(cache.total_bytes().expect("size") <= one * 2 + one / 2 + one);
+    // Using the middle one makes it the most recent: a fourth entry then evicts the third.
+    let exit3 = guest("wasm32-wasip2", "exit3");
+    assert!(
+        cache.load(&engine, &keys[1]).is_some(),
+        "exit3 still cached"
+    );
+    let files = guest("wasm32-wasip2", "files");
+    let key = cache.key(Source::file(&files));
+    cache
+        .get_or_compile(&engine, &key, &files)
+        .expect("compile");
+    assert!(
+        cache.entry_path(&keys[1]).exists(),
+        "recently used exit3 stays"
+    );
+    assert!(
+        !cache.entry_path(&keys[2]).exists(),
+        "trap was least recently used"
+    );
+    assert_eq!(cache.key(Source::file(&exit3)), keys[1]);
+}
+
+#[test]
+fn garbage_collection_keeps_only_layers_still_in_the_content_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let cache = open(&engine, dir.path(), UNBOUNDED);
+    let kept = hello();
+    let gone = guest("wasm32-wasip2", "exit3");
+    let from_file = guest("wasm32-wasip2", "trap");
+    let kept_digest = ContentDigest::sha256_of(&kept);
+    for wasm in [&kept, &gone] {
+        let source = Source::layer(&ContentDigest::sha256_of(wasm).to_string()).expect("digest");
+        assert_eq!(source.origin, Origin::Layer);
+        cache
+            .get_or_compile(&engine, &cache.key(source), wasm)
+            .expect("compile");
+    }
+    cache
+        .get_or_compile(&engine, &cache.key(Source::file(&from_file)), &from_file)
+        .expect("compile");
+    assert_eq!(entries(dir.path()).len(), 3);
+
+    let removed = cache.retain(|digest| *digest == kept_digest).expect("gc");
+    assert_eq!(removed.entries, 1);
+    let left = entries(dir.path());
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter()
+            .any(|n| n.starts_with("layer-") && n.contains(kept_digest.hex()))
+    );
+    assert!(
+        left.iter().any(|n| n.starts_with("file-")),
+        "rootfs entries are not collected"
+    );
+    let guest = wasm_kind::cached(
+        &engine,
+        &cache,
+        Path::new("/hello.wasm"),
+        Source::layer(&kept_digest.to_string()).expect("digest"),
+    )
+    .expect("still cached")
+    .expect("classified");
+    assert!(run(&engine, guest).contains("Hello, world"));
+}

@@ -1,0 +1,426 @@
+//! The shim's HTTP server, in-process: `examples/hello-http` (built by `hack/build-guests.sh`)
+//! prepared from a temporary rootfs exactly as task Create does, run as task Start does, and
+//! driven with a real HTTP/1 client over loopback; Kill through the container's kill channel.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use spore_shim::container::wasm::{Linkers, WasmGuest};
+use spore_shim::exit::ExitStatus;
+use spore_shim::io::StdioPaths;
+use spore_shim::spec::ContainerSpec;
+use spore_shim::stats::Usage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const SIGTERM: u32 = 15;
+const SIGKILL: u32 = 9;
+
+fn hello_http_wasm() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/hello-http.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run `bash hack/build-guests.sh` first",
+            path.display()
+        )
+    })
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A running hello-http container: its port, kill channel, output files and run task.
+struct Served {
+    port: u16,
+    kill: watch::Sender<Option<u32>>,
+    run: JoinHandle<ExitStatus>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start(env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(&root).expect("rootfs");
+        std::fs::write(root.join("hello-http.wasm"), hello_http_wasm()).expect("guest");
+        let stdout = dir.path().join("stdout");
+        let stderr = dir.path().join("stderr");
+        std::fs::write(&stdout, "").expect("stdout");
+        std::fs::write(&stderr, "").expect("stderr");
+        let port = free_port();
+        let mut vars = vec![("PORT".to_string(), port.to_string())];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let spec = ContainerSpec {
+            args: vec!["/hello-http.wasm".into()],
+            env: vars,
+            cwd: "/".into(),
+            root,
+            ..ContainerSpec::default()
+        };
+        let engine = spore_shim::engine::shared_engine().expect("engine");
+        let linkers = Linkers::new(engine).expect("linkers");
+        let guest = WasmGuest::prepare(engine, &linkers, &spec).expect("prepare hello-http");
+        assert_eq!(guest.kind(), "wasi:http/proxy component");
+        let stdio = StdioPaths::parse(
+            "",
+            &format!("file://{}", stdout.display()),
+            &format!("file://{}", stderr.display()),
+        )
+        .expect("stdio");
+        let (kill, kill_rx) = watch::channel(None);
+        let run = tokio::spawn(async move {
+            guest
+                .run(
+                    &spec,
+                    &stdio,
+                    std::sync::Arc::new(Usage::default()),
+                    kill_rx,
+                )
+                .await
+        });
+        let served = Served {
+            port,
+            kill,
+            run,
+            stdout,
+            stderr,
+            _dir: dir,
+        };
+        served.wait_until_listening().await;
+        served
+    }
+
+    async fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(!self.run.is_finished(), "the server ended before listening");
+            assert!(Instant::now() < deadline, "the server never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        send(self.port, Method::GET, path, Bytes::new()).await
+    }
+
+    async fn ends_with(self, signal: u32) -> ExitStatus {
+        self.kill.send_replace(Some(signal));
+        tokio::time::timeout(Duration::from_secs(10), self.run)
+            .await
+            .expect("run() returns after Kill")
+            .expect("run task")
+    }
+}
+
+/// One request on a new connection.
+async fn send(port: u16, method: Method, path: &str, body: Bytes) -> (StatusCode, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "localhost")
+        .body(Full::new(body))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Writes `raw` on a new connection and reads the status line of the answer.
+async fn raw_status_line(port: u16, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = stream.write_all(raw).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within 10 s"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// Waits up to 5 s for `path` to contain `needle`.
+async fn file_contains(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).expect("read");
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A tiny upstream server on 127.0.0.1 that answers every request with `body`.
+async fn upstream(body: &'static str) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(body.as_bytes()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_hello_http_requests() {
+    let (upstream_port, upstream_task) = upstream("upstream says hi\n").await;
+    let upstream_url = format!("http://127.0.0.1:{upstream_port}/data");
+    let served = Served::start(&[
+        ("GREETING_NAME", "tests"),
+        ("UPSTREAM_URL", &upstream_url),
+        ("SPORE_HTTP_REQUEST_TIMEOUT_MS", "1000"),
+        ("SPORE_HTTP_MAX_BODY_BYTES", "1024"),
+        ("SPORE_HTTP_MAX_HEADER_BYTES", "8192"),
+    ])
+    .await;
+
+    // GET / answers the greeting, and the guest's stdout line reaches the container's stdout.
+    let (status, body) = served.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "Hello, tests, from a Wasm HTTP component on Spore!\n");
+    let stdout = file_contains(&served.stdout, "GET /\n").await;
+    assert!(stdout.contains("GET /\n"), "stdout: {stdout:?}");
+
+    // POST /echo answers the body.
+    let (status, body) = send(
+        served.port,
+        Method::POST,
+        "/echo",
+        Bytes::from_static(b"ping pong"),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ping pong"));
+
+    // 100 concurrent requests, each on its own connection, are all answered.
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let port = served.port;
+            tokio::spawn(async move { send(port, Method::GET, "/", Bytes::new()).await })
+        })
+        .collect();
+    for request in requests {
+        let (status, body) = request.await.expect("request task");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("Hello, tests"), "{body}");
+    }
+
+    // A trap answers 500, says why on stderr, and the next request succeeds.
+    let (status, _) = served.get("/trap").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let stderr = file_contains(&served.stderr, "GET /trap: guest trapped").await;
+    assert!(
+        stderr.contains("GET /trap: guest trapped"),
+        "stderr: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("panics on purpose"),
+        "the guest's panic message: {stderr:?}"
+    );
+    assert_eq!(served.get("/").await.0, StatusCode::OK);
+
+    // An endless loop is interrupted at the 1 s timeout and answered 504.
+    let started = Instant::now();
+    let (status, _) = served.get("/spin").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
+        "504 after {took:?}"
+    );
+    assert_eq!(served.get("/").await.0, StatusCode::OK);
+
+    // A body over 1024 bytes: 413, whether announced by content-length or chunked.
+    let big = Bytes::from(vec![b'x'; 4096]);
+    let (status, _) = send(served.port, Method::POST, "/echo", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let chunk = "x".repeat(800);
+    let chunked = format!(
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
+        len = chunk.len()
+    );
+    let line = raw_status_line(served.port, chunked.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+
+    // A request head over 8192 bytes: 431.
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(20_000)
+    );
+    let line = raw_status_line(served.port, huge_header.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 431"), "{line}");
+
+    // An outgoing request from the guest reaches the test's upstream server.
+    let (status, body) = served.get("/upstream").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "upstream says hi\n")
+    );
+
+    let status = served.ends_with(SIGTERM).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    upstream_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let served = Served::start(&[]).await;
+    let port = served.port;
+    let slow =
+        tokio::spawn(async move { send(port, Method::GET, "/slow?ms=1500", Bytes::new()).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    served.kill.send_replace(Some(SIGTERM));
+    // The listener closes at once: a new connection is refused.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    assert!(
+        !served.run.is_finished(),
+        "ended before the request in flight finished"
+    );
+    let (status, body) = slow.await.expect("slow request");
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "slept 1500 ms\n"));
+    let status = tokio::time::timeout(Duration::from_secs(5), served.run)
+        .await
+        .expect("run() returns once drained")
+        .expect("run task");
+    assert_eq!(status.code, 0, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_no_longer_than_the_grace_period() {
+    let served = Served::start(&[("SPORE_HTTP_GRACE_PERIOD_MS", "300")]).await;
+    let port = served.port;
+    let slow = tokio::spawn(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = Request::get("/slow?ms=10000")
+            .header(http::header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        sender.send_request(request).await.is_err()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let status = served.ends_with(SIGTERM).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.await.expect("slow task"),
+        "the slow request was cut off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_stops_at_once_with_137() {
+    let served = Served::start(&[]).await;
+    let port = served.port;
+    let slow = tokio::spawn(async move {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = Request::get("/spin")
+            .header(http::header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        sender.send_request(request).await.is_err()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let status = served.ends_with(SIGKILL).await;
+    assert_eq!(status.code, 137, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.await.expect("spin task"),
+        "the request in flight was cut off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_http_config_fails_prepare_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hello-http.wasm"), hello_http_wasm()).expect("guest");
+    let spec = ContainerSpec {
+        args: vec!["/hello-http.wasm".into()],
+        env: vec![("SPORE_HTTP_REQUEST_TIMEOUT_MS".into(), "soon".into())],
+        cwd: "/".into(),
+        root: dir.path().to_path_buf(),
+        ..ContainerSpec::default()
+    };
+    let engine = spore_shim::engine::shared_engine().expect("engine");
+    let linkers = Linkers::new(engine).expect("linkers");
+    let err = match WasmGuest::prepare(engine, &linkers, &spec) {
+        Ok(_) => panic!("a bad timeout must fail prepare"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains(
+            "SPORE_HTTP_REQUEST_TIMEOUT_MS=\"soon\" is not a valid number of milliseconds"
+        ),
+        "{err}"
+    );
+}
