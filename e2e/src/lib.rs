@@ -4,6 +4,7 @@
 //! Start with [`containerd::Containerd::start`], [`registry::Registry::start`],
 //! [`image`] for images and [`cri::CriClient::for_containerd`] for the kubelet's calls.
 
+pub mod bench;
 pub mod cgroup;
 pub mod cleanup;
 pub mod cni;

@@ -22,6 +22,7 @@ const DEAD_SHIM_EXIT_CODE: u32 = 137;
 pub struct SporeShim {
     exit: Arc<ExitSignal>,
     namespace: String,
+    containerd_address: String,
     debug: bool,
 }
 
@@ -41,6 +42,7 @@ impl Shim for SporeShim {
         SporeShim {
             exit: Arc::new(ExitSignal::default()),
             namespace: args.namespace.clone(),
+            containerd_address: args.address.clone(),
             debug: args.debug,
         }
     }
@@ -85,13 +87,23 @@ impl Shim for SporeShim {
                 std::process::exit(1);
             }
         };
-        TaskService::new(
+        match TaskService::new(
             engine,
             linkers,
             publisher,
+            self.containerd_address.clone(),
             self.namespace.clone(),
             self.exit.clone(),
         )
+        .await
+        {
+            Ok(service) => service,
+            Err(err) => {
+                tracing::error!("{err}");
+                eprintln!("spore shim: {err}");
+                std::process::exit(1);
+            }
+        }
     }
 }
 

@@ -188,7 +188,7 @@ mod tests {
 
     const SPEC: &str = r#"{
         "ociVersion": "1.1.0",
-        "process": {"args": ["/app.wasm", "one"], "env": ["A=1", "B=x=y", "EMPTY"], "cwd": "/work"},
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["/app.wasm", "one"], "env": ["A=1", "B=x=y", "EMPTY"], "cwd": "/work"},
         "root": {"path": "rootfs", "readonly": true},
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},

@@ -24,6 +24,19 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// A copy holding the given figures (for containers measured elsewhere, e.g. by runc).
+    pub fn snapshot(cpu_nanos: u64, memory_bytes: u64, peak: u64) -> Usage {
+        let usage = Usage::default();
+        usage.cpu_nanos.store(cpu_nanos, Ordering::Relaxed);
+        usage.memory_bytes.store(memory_bytes, Ordering::Relaxed);
+        usage.memory_peak_bytes.store(peak, Ordering::Relaxed);
+        usage
+    }
+
+    pub fn memory_peak(&self) -> u64 {
+        self.memory_peak_bytes.load(Ordering::Relaxed)
+    }
+
     pub fn metrics(&self, memory_limit: Option<u64>) -> Metrics {
         let memory = self.memory_bytes.load(Ordering::Relaxed);
         let peak = self.memory_peak_bytes.load(Ordering::Relaxed).max(memory);

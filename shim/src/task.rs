@@ -20,22 +20,30 @@ use containerd_shim::protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim::protos::ttrpc::context::Context;
 use wasmtime::Engine;
 
+use crate::container::exec::ExecProcess;
+use crate::container::native::NativeContainer;
 use crate::container::wasm::{Linkers, WasmGuest};
-use crate::container::{Container, Phase};
+use crate::container::{Container, ExitHook, Phase, Workload};
 use crate::error::ShimError;
 use crate::exit::ExitStatus;
+use crate::guest_source::{GuestSource, Origin};
 use crate::io::StdioPaths;
+use crate::options::RuntimeOptions;
+use crate::reaper::Exits;
 use crate::rootfs::{self, RootfsMount};
 use crate::spec::ContainerSpec;
+use crate::stats::Usage;
 
 type Containers = Arc<Mutex<HashMap<String, Arc<Container>>>>;
 
 #[derive(Clone)]
 pub struct TaskService {
     engine: Engine,
+    sources: Arc<GuestSource>,
     linkers: Arc<Linkers>,
     containers: Containers,
     events: Arc<EventSink>,
+    exits: Exits,
     exit: Arc<ExitSignal>,
 }
 
@@ -65,15 +73,41 @@ fn shim_pid() -> u32 {
     std::process::id()
 }
 
+/// Whether a container runs as Wasm in this process or natively through runc: the pod's
+/// sandbox and any entrypoint that is not Wasm (by its first bytes) run natively; an entrypoint
+/// named `*.wasm` is always treated as Wasm, so a broken one fails with a Wasm error.
+pub fn runs_as_wasm(spec: &ContainerSpec) -> bool {
+    if spec.is_sandbox() {
+        return false;
+    }
+    let Some(path) = spec.entrypoint_path() else {
+        return false;
+    };
+    if spec.args.first().is_some_and(|a| a.ends_with(".wasm")) {
+        return true;
+    }
+    let mut prefix = [0u8; 4];
+    std::fs::File::open(&path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut prefix))
+        .map(|()| crate::wasm_kind::looks_like_wasm(&prefix))
+        .unwrap_or(false)
+}
+
 impl TaskService {
-    pub fn new(
+    pub async fn new(
         engine: Engine,
         linkers: Linkers,
         publisher: RemotePublisher,
+        containerd_address: String,
         namespace: String,
         exit: Arc<ExitSignal>,
-    ) -> Self {
-        TaskService {
+    ) -> Result<Self, String> {
+        Ok(TaskService {
+            sources: Arc::new(GuestSource::new(
+                engine.clone(),
+                containerd_address,
+                namespace.clone(),
+            )),
             engine,
             linkers: Arc::new(linkers),
             containers: Arc::new(Mutex::new(HashMap::new())),
@@ -81,8 +115,9 @@ impl TaskService {
                 publisher,
                 namespace,
             }),
+            exits: Exits::start().await?,
             exit,
-        }
+        })
     }
 
     fn lock(
@@ -100,15 +135,27 @@ impl TaskService {
             .ok_or_else(|| ShimError::NotFound(id.to_string()))
     }
 
-    fn no_exec(id: &str, exec_id: &str) -> Result<(), ShimError> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(ShimError::NotSupportedForWasm {
-                id: id.to_string(),
-                what: "exec",
-            })
-        }
+    /// Publishes TaskExit when a container's main process or an exec process ends.
+    fn exit_hook(&self) -> ExitHook {
+        let events = self.events.clone();
+        Arc::new(
+            move |container: &Container, exec_id: Option<&str>, status: &ExitStatus| {
+                let event = TaskExit {
+                    container_id: container.id.clone(),
+                    id: exec_id.unwrap_or(&container.id).to_string(),
+                    pid: container.pid(),
+                    exit_status: status.code,
+                    exited_at: Some(timestamp(status.at)).into(),
+                    ..Default::default()
+                };
+                let events = events.clone();
+                tokio::spawn(async move {
+                    events
+                        .publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event))
+                        .await;
+                });
+            },
+        )
     }
 
     async fn create_container(
@@ -118,12 +165,14 @@ impl TaskService {
         if self.lock()?.contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(req.id.clone()));
         }
-        if req.terminal {
-            tracing::debug!(id = %req.id, "terminal requested: Wasm guests write plain streams");
-        }
         let bundle = PathBuf::from(&req.bundle);
         let spec = ContainerSpec::load(&bundle)?;
         let stdio = StdioPaths::parse(&req.stdin, &req.stdout, &req.stderr)?;
+        let options = match req.options.as_ref() {
+            Some(any) => RuntimeOptions::decode(&any.type_url, &any.value)
+                .map_err(ShimError::InvalidArgument)?,
+            None => RuntimeOptions::default(),
+        };
         let mounts: Vec<RootfsMount> = req
             .rootfs
             .iter()
@@ -139,51 +188,77 @@ impl TaskService {
                 .await
                 .map_err(|e| ShimError::Other(format!("mount task failed: {e}")))??
         };
-        let prepared = {
-            let engine = self.engine.clone();
-            let linkers = self.linkers.clone();
-            let spec = spec.clone();
-            tokio::task::spawn_blocking(move || WasmGuest::prepare(&engine, &linkers, &spec))
-                .await
-                .map_err(|e| ShimError::Other(format!("compile task failed: {e}")))
+        let undo_mount = |err: ShimError| {
+            if let Some(target) = &mounted {
+                let _ = rootfs::unmount(target);
+            }
+            err
         };
-        let guest = match prepared {
-            Ok(Ok(guest)) => guest,
-            Ok(Err(err)) | Err(err) => {
-                if let Some(target) = &mounted {
-                    let _ = rootfs::unmount(target);
-                }
-                return Err(err);
+        let origin = if spec.is_sandbox() {
+            None
+        } else {
+            match self.sources.origin(&spec).await.map_err(undo_mount)? {
+                Origin::Artifact(layer) => Some(Origin::Artifact(layer)),
+                Origin::Rootfs if runs_as_wasm(&spec) => Some(Origin::Rootfs),
+                Origin::Rootfs => None,
             }
         };
-        tracing::info!(id = %req.id, kind = guest.kind(), "container created");
-        let container = Arc::new(Container::new(
+        let workload = if let Some(origin) = origin {
+            let (guest, name) = self
+                .sources
+                .guest(&spec, origin, &options)
+                .await
+                .map_err(undo_mount)?;
+            let engine = self.engine.clone();
+            let linkers = self.linkers.clone();
+            let for_link = spec.clone();
+            let guest = tokio::task::spawn_blocking(move || {
+                WasmGuest::link(&engine, &linkers, &for_link, guest, &name)
+            })
+            .await
+            .map_err(|e| ShimError::Other(format!("link task failed: {e}")))
+            .and_then(|r| r)
+            .map_err(undo_mount)?;
+            if let Some((hits, misses)) = self.sources.cache_stats() {
+                tracing::debug!(id = %req.id, hits, misses, "compile cache");
+            }
+            Workload::Wasm(Arc::new(guest))
+        } else {
+            let runc = NativeContainer::new(
+                &req.id,
+                &bundle,
+                &options,
+                &self.events.namespace,
+                self.exits.clone(),
+            )
+            .map_err(undo_mount)?;
+            let init_pid = runc.create(&stdio).await.map_err(undo_mount)?;
+            Workload::Native {
+                runc: Arc::new(runc),
+                init_pid,
+            }
+        };
+        if let Workload::Wasm(_) = &workload {
+            crate::pod::join(&spec);
+        }
+        let container = Container::new(
             req.id.clone(),
             bundle,
             spec,
             stdio,
             req.terminal,
             mounted,
-            guest,
-        ));
+            workload,
+            self.exit_hook(),
+        );
+        tracing::info!(id = %req.id, kind = container.kind(), "container created");
         let mut table = self.lock()?;
         if table.contains_key(&req.id) {
-            let _ = container.cleanup();
+            container.unmount_rootfs();
             return Err(ShimError::AlreadyExists(req.id.clone()));
         }
         table.insert(req.id.clone(), container.clone());
         Ok(container)
-    }
-
-    fn exit_event(container: &Container, status: &ExitStatus) -> TaskExit {
-        TaskExit {
-            container_id: container.id.clone(),
-            id: container.id.clone(),
-            pid: shim_pid(),
-            exit_status: status.code,
-            exited_at: Some(timestamp(status.at)).into(),
-            ..Default::default()
-        }
     }
 }
 
@@ -216,13 +291,13 @@ impl Task for TaskService {
                         ..Default::default()
                     })
                     .into(),
-                    pid: shim_pid(),
+                    pid: container.pid(),
                     ..Default::default()
                 }),
             )
             .await;
         Ok(api::CreateTaskResponse {
-            pid: shim_pid(),
+            pid: container.pid(),
             ..Default::default()
         })
     }
@@ -232,31 +307,27 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
-        let events = self.events.clone();
-        container.start(move |container, status| {
-            tokio::spawn(async move {
-                events
-                    .publish(
-                        topics::TASK_EXIT_EVENT_TOPIC,
-                        Box::new(TaskService::exit_event(&container, &status)),
-                    )
-                    .await;
+        if !req.exec_id.is_empty() {
+            let pid = container.start_exec(&req.exec_id).await?;
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
             });
-        })?;
+        }
+        container.start().await?;
         self.events
             .publish(
                 topics::TASK_START_EVENT_TOPIC,
                 Box::new(TaskStart {
                     container_id: container.id.clone(),
-                    pid: shim_pid(),
+                    pid: container.pid(),
                     ..Default::default()
                 }),
             )
             .await;
         Ok(api::StartResponse {
-            pid: shim_pid(),
+            pid: container.pid(),
             ..Default::default()
         })
     }
@@ -266,19 +337,27 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
         let mut resp = api::StateResponse {
             id: container.id.clone(),
             bundle: container.bundle.display().to_string(),
-            pid: shim_pid(),
+            pid: container.pid(),
             terminal: container.terminal,
+            exec_id: req.exec_id.clone(),
             ..Default::default()
         };
-        resp.stdin = path_string(&container.stdio.stdin);
-        resp.stdout = path_string(&container.stdio.stdout);
-        resp.stderr = path_string(&container.stdio.stderr);
-        match container.phase() {
+        let (phase, stdio) = if req.exec_id.is_empty() {
+            (container.phase(), container.stdio.clone())
+        } else {
+            let exec = container.exec(&req.exec_id)?;
+            resp.pid = exec.pid().unwrap_or(0) as u32;
+            resp.terminal = exec.terminal;
+            (exec.lifecycle.phase(), exec.stdio.clone())
+        };
+        resp.stdin = path_string(&stdio.stdin);
+        resp.stdout = path_string(&stdio.stdout);
+        resp.stderr = path_string(&stdio.stderr);
+        match phase {
             Phase::Created => resp.status = api::Status::CREATED.into(),
             Phase::Running => resp.status = api::Status::RUNNING.into(),
             Phase::Stopped(status) => {
@@ -295,9 +374,12 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::WaitRequest,
     ) -> TtrpcResult<api::WaitResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
-        let status = container.wait().await;
+        let status = if req.exec_id.is_empty() {
+            container.wait().await
+        } else {
+            container.exec(&req.exec_id)?.lifecycle.wait().await
+        };
         Ok(api::WaitResponse {
             exit_status: status.code,
             exited_at: Some(timestamp(status.at)).into(),
@@ -306,16 +388,30 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
-        tracing::info!(id = %req.id, signal = req.signal, "kill");
-        if let Some(status) = container.kill(req.signal)? {
-            self.events
-                .publish(
-                    topics::TASK_EXIT_EVENT_TOPIC,
-                    Box::new(TaskService::exit_event(&container, &status)),
-                )
-                .await;
+        tracing::info!(id = %req.id, exec = %req.exec_id, signal = req.signal, "kill");
+        if req.exec_id.is_empty() {
+            container.kill(req.signal, req.all).await?;
+        } else {
+            let exec = container.exec(&req.exec_id)?;
+            match (exec.lifecycle.phase(), exec.pid()) {
+                (Phase::Running, Some(pid)) => {
+                    let signal =
+                        nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|e| {
+                            ShimError::InvalidArgument(format!("signal {}: {e}", req.signal))
+                        })?;
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(
+                        |e| ShimError::Other(format!("killing exec {}: {e}", req.exec_id)),
+                    )?;
+                }
+                _ => {
+                    return Err(ShimError::ProcessFinished(format!(
+                        "{} exec {}",
+                        req.id, req.exec_id
+                    ))
+                    .into());
+                }
+            }
         }
         Ok(api::Empty::new())
     }
@@ -325,8 +421,28 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.get(&req.id)?;
+        if !req.exec_id.is_empty() {
+            let exec = container.exec(&req.exec_id)?;
+            let status = match exec.lifecycle.phase() {
+                Phase::Running => {
+                    return Err(ShimError::FailedPrecondition {
+                        id: format!("{} exec {}", req.id, req.exec_id),
+                        what: "cannot delete a running process; kill it first".into(),
+                    }
+                    .into());
+                }
+                Phase::Stopped(status) => status,
+                Phase::Created => ExitStatus::new(0, None),
+            };
+            container.remove_exec(&req.exec_id)?;
+            return Ok(api::DeleteResponse {
+                pid: exec.pid().unwrap_or(0) as u32,
+                exit_status: status.code,
+                exited_at: Some(timestamp(status.at)).into(),
+                ..Default::default()
+            });
+        }
         let status = match container.phase() {
             Phase::Running => {
                 return Err(ShimError::FailedPrecondition {
@@ -338,7 +454,7 @@ impl Task for TaskService {
             Phase::Stopped(status) => status,
             Phase::Created => ExitStatus::new(0, None),
         };
-        container.cleanup()?;
+        container.cleanup().await?;
         self.lock()?.remove(&req.id);
         self.events
             .publish(
@@ -346,7 +462,7 @@ impl Task for TaskService {
                 Box::new(TaskDelete {
                     container_id: container.id.clone(),
                     id: container.id.clone(),
-                    pid: shim_pid(),
+                    pid: container.pid(),
                     exit_status: status.code,
                     exited_at: Some(timestamp(status.at)).into(),
                     ..Default::default()
@@ -354,7 +470,7 @@ impl Task for TaskService {
             )
             .await;
         Ok(api::DeleteResponse {
-            pid: shim_pid(),
+            pid: container.pid(),
             exit_status: status.code,
             exited_at: Some(timestamp(status.at)).into(),
             ..Default::default()
@@ -368,9 +484,16 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::PidsResponse> {
         let container = self.get(&req.id)?;
         let mut resp = api::PidsResponse::new();
-        if container.phase() == Phase::Running {
+        let pids: Vec<u32> = match &container.workload {
+            Workload::Native { runc, .. } => {
+                runc.pids().await?.into_iter().map(|p| p as u32).collect()
+            }
+            Workload::Wasm(_) if container.phase() == Phase::Running => vec![shim_pid()],
+            Workload::Wasm(_) => vec![],
+        };
+        for pid in pids {
             resp.processes.push(api::ProcessInfo {
-                pid: shim_pid(),
+                pid,
                 ..Default::default()
             });
         }
@@ -383,8 +506,8 @@ impl Task for TaskService {
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         let container = self.get(&req.id)?;
-        let any = container
-            .usage
+        let (cpu, memory) = container.usage_now().await?;
+        let any = Usage::snapshot(cpu, memory, container.usage.memory_peak())
             .metrics_any(container.spec.memory_limit)
             .map_err(ShimError::Other)?;
         Ok(api::StatsResponse {
@@ -398,10 +521,10 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
-        self.get(&req.id)?;
+        let container = self.get(&req.id)?;
         Ok(api::ConnectResponse {
             shim_pid: shim_pid(),
-            task_pid: shim_pid(),
+            task_pid: container.pid(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         })
@@ -414,6 +537,7 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::Empty> {
         if self.lock()?.is_empty() {
             tracing::info!("no containers left: shim exits");
+            crate::pod::leave();
             self.exit.signal();
         }
         Ok(api::Empty::new())
@@ -424,8 +548,29 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ExecProcessRequest,
     ) -> TtrpcResult<api::Empty> {
-        self.get(&req.id)?;
-        Err(unsupported(&req.id, "exec"))
+        let container = self.get(&req.id)?;
+        if container.is_wasm() {
+            return Err(unsupported(&req.id, "exec"));
+        }
+        let process: oci_spec::runtime::Process = req
+            .spec
+            .as_ref()
+            .ok_or_else(|| {
+                ShimError::InvalidArgument(format!("exec {}: no process spec", req.exec_id))
+            })
+            .and_then(|any| {
+                serde_json::from_slice(&any.value).map_err(|e| {
+                    ShimError::InvalidArgument(format!("exec {}: process spec: {e}", req.exec_id))
+                })
+            })?;
+        let stdio = StdioPaths::parse(&req.stdin, &req.stdout, &req.stderr)?;
+        container.add_exec(ExecProcess::new(
+            req.exec_id.clone(),
+            process,
+            stdio,
+            req.terminal,
+        ))?;
+        Ok(api::Empty::new())
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
@@ -447,8 +592,12 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::UpdateTaskRequest,
     ) -> TtrpcResult<api::Empty> {
-        self.get(&req.id)?;
-        Err(unsupported(&req.id, "update of resources"))
+        let container = self.get(&req.id)?;
+        if container.is_wasm() {
+            return Err(unsupported(&req.id, "update of resources"));
+        }
+        // Native containers keep the resources they were created with.
+        Ok(api::Empty::new())
     }
 
     async fn resize_pty(
@@ -465,9 +614,8 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::CloseIORequest,
     ) -> TtrpcResult<api::Empty> {
-        // containerd asks this when its client's stdin ends; the guest sees the end of input
+        // containerd asks this when its client's stdin ends; the process sees the end of input
         // through the stdin FIFO itself once containerd closes its writing end.
-        Self::no_exec(&req.id, &req.exec_id)?;
         self.get(&req.id)?;
         Ok(api::Empty::new())
     }

@@ -352,6 +352,20 @@ mod tests {
     }
 
     #[test]
+    fn precompiled_code_is_not_wasm() {
+        let engine = engine();
+        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat");
+        let cwasm = engine.precompile_module(&wasm).expect("precompile");
+        let err = expect_err(compile(&engine, Path::new("/m.wasm"), &cwasm));
+        assert!(matches!(err, WasmError::Precompiled { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/m.wasm is precompiled native code"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn interface_names_drop_the_version() {
         assert_eq!(interface_name("wasi:cli/run@0.2.3"), "wasi:cli/run");
         assert_eq!(interface_name("plain"), "plain");

@@ -160,16 +160,21 @@ fn a_corrupt_entry_is_recompiled_and_replaced() {
     }
     std::fs::write(&entry, &bytes).expect("corrupt entry");
 
-    let guest = compile_hello(&engine, &cache);
-    assert_eq!(counts(&cache), (0, 2), "the corrupt entry was not used");
+    // The code this process loaded before is unaffected; a new shim reads the disk.
+    compile_hello(&engine, &cache);
+    assert_eq!(counts(&cache), (1, 1));
+    let next_pod = open(&engine, dir.path(), UNBOUNDED);
+    let guest = compile_hello(&engine, &next_pod);
+    assert_eq!(counts(&next_pod), (0, 1), "the corrupt entry was not used");
     assert!(run(&engine, guest).contains("Hello, world"));
     assert_ne!(
         std::fs::read(&entry).expect("read"),
         bytes,
         "the entry was replaced"
     );
-    compile_hello(&engine, &cache);
-    assert_eq!(counts(&cache), (1, 2), "the replacement is used");
+    let third_pod = open(&engine, dir.path(), UNBOUNDED);
+    compile_hello(&engine, &third_pod);
+    assert_eq!(counts(&third_pod), (1, 0), "the replacement is used");
 }
 
 #[test]
@@ -270,6 +275,25 @@ fn precompiled_code_given_as_wasm_is_refused() {
     assert!(matches!(err, CacheError::Precompiled { .. }), "{err}");
     assert_eq!(counts(&cache), (0, 0));
     assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = match CompileCache::open(
+        &engine(),
+        CacheConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: UNBOUNDED,
+        },
+    ) {
+        Ok(_) => panic!("a world-writable cache directory was accepted"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, CacheError::UnsafeDir { .. }), "{err}");
+    assert!(err.to_string().contains("mode 777"), "{err}");
 }
 
 #[test]
@@ -405,4 +429,128 @@ fn garbage_collection_keeps_only_layers_still_in_the_content_store() {
     .expect("still cached")
     .expect("classified");
     assert!(run(&engine, guest).contains("Hello, world"));
+}
+
+/// A `wasi:cli/run` component with `functions` distinct functions of arithmetic: megabytes of
+/// code for the large case of the measurement.
+fn large_component(functions: usize) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut wat = String::from("(component (core module $m\n");
+    for f in 0..functions {
+        let _ = writeln!(
+            wat,
+            "(func $f{f} (export \"f{f}\") (param i32) (result i32) local.get 0"
+        );
+        for i in 0..120 {
+            let _ = writeln!(
+                wat,
+                "i32.const {} i32.add i32.const {} i32.xor",
+                f * 7 + i,
+                i * 13 + 1
+            );
+        }
+        wat.push_str(")\n");
+    }
+    wat.push_str(
+        "(func (export \"run\") (result i32) i32.const 0))
+        (core instance $i (instantiate $m))
+        (func $run (result (result)) (canon lift (core func $i \"run\")))
+        (instance $inst (export \"run\" (func $run)))
+        (export \"wasi:cli/run@0.2.0\" (instance $inst)))",
+    );
+    wat::parse_str(&wat).expect("generated WAT")
+}
+
+fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Cold (empty cache: compile, store, load) against warm (verify the entry and mmap it, then
+/// instantiate and run) for a small and a large component. Run with
+/// `cargo test -p spore-shim --test compile_cache -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement, not a check: run it by name"]
+fn measure_cold_and_warm_starts() {
+    use std::time::Instant;
+    let engine = engine();
+    let cases = [
+        ("small (hello.wasm)", hello()),
+        ("large (generated)", large_component(3000)),
+    ];
+    let mut warm_medians = Vec::new();
+    for (name, wasm) in cases {
+        let source = Source::layer(&ContentDigest::sha256_of(&wasm).to_string()).expect("digest");
+        let mut cold = Vec::new();
+        let mut entry_bytes = 0;
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = open(&engine, dir.path(), UNBOUNDED);
+            let started = Instant::now();
+            wasm_kind::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
+                .expect("compiles");
+            cold.push(started.elapsed());
+            entry_bytes = cache.total_bytes().expect("size");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&engine, dir.path(), UNBOUNDED);
+        wasm_kind::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
+            .expect("compiles");
+        let (mut load, mut start, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..21 {
+            let started = Instant::now();
+            std::hint::black_box(
+                wasm_kind::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
+                    .expect("hit")
+                    .expect("classified"),
+            );
+            memory.push(started.elapsed());
+            // A new pod's shim: nothing loaded yet, the entry is read from disk.
+            cache.forget_loaded();
+            let started = Instant::now();
+            let guest = wasm_kind::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
+                .expect("hit")
+                .expect("classified");
+            load.push(started.elapsed());
+            run(&engine, guest);
+            start.push(started.elapsed());
+        }
+        let entry = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .expect("entry");
+        let mut hash = Vec::new();
+        for _ in 0..21 {
+            let started = Instant::now();
+            let bytes = std::fs::read(&entry).expect("read");
+            std::hint::black_box(ContentDigest::sha256_of(&bytes));
+            hash.push(started.elapsed());
+        }
+        println!(
+            "{name}: reading and hashing the entry alone: {:.2} ms",
+            median(hash).as_secs_f64() * 1e3
+        );
+        let (cold, load, start) = (median(cold), median(load), median(start));
+        println!(
+            "{name}: wasm {} KiB, cache entry {} KiB; cold compile+store+load {:.1} ms; \
+             warm (new shim) verify+mmap {:.2} ms, verify+mmap+instantiate+run {:.2} ms; \
+             warm (same shim) {:.3} ms",
+            wasm.len() / 1024,
+            entry_bytes / 1024,
+            cold.as_secs_f64() * 1e3,
+            load.as_secs_f64() * 1e3,
+            start.as_secs_f64() * 1e3,
+            median(memory).as_secs_f64() * 1e3,
+        );
+        warm_medians.push((load, start));
+    }
+    let ratio = |f: fn(&(std::time::Duration, std::time::Duration)) -> std::time::Duration| {
+        f(&warm_medians[1]).as_secs_f64() / f(&warm_medians[0]).as_secs_f64()
+    };
+    println!(
+        "large/small warm ratio: load {:.2}x, start {:.2}x",
+        ratio(|m| m.0),
+        ratio(|m| m.1)
+    );
 }

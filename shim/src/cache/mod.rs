@@ -16,10 +16,12 @@
 mod entry;
 pub mod key;
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +65,12 @@ pub enum CacheError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the compile cache directory {dir} is {reason}: whoever can write there could make the \
+         shim run their native code; make it owned by the shim's user and not writable by group \
+         or others (chmod 700)"
+    )]
+    UnsafeDir { dir: PathBuf, reason: String },
     #[error("reading the compile cache directory {dir}: {source}")]
     ReadDir {
         dir: PathBuf,
@@ -120,6 +128,10 @@ pub struct CompileCache {
     max_bytes: u64,
     fingerprint: String,
     stats: CacheStats,
+    /// Code this process already loaded or compiled, by key hash: a restarted container, or
+    /// a second container of the same image in the pod, needs no disk at all. (Bounded by the
+    /// number of distinct images one shim runs; the code is shared with the page cache.)
+    loaded: Mutex<HashMap<[u8; 32], Compiled>>,
 }
 
 impl CompileCache {
@@ -133,11 +145,13 @@ impl CompileCache {
                 dir: config.dir.clone(),
                 source,
             })?;
+        check_private(&config.dir)?;
         Ok(CompileCache {
             dir: config.dir,
             max_bytes: config.max_bytes,
             fingerprint: engine_fingerprint(engine),
             stats: CacheStats::default(),
+            loaded: Mutex::new(HashMap::new()),
         })
     }
 
@@ -167,10 +181,38 @@ impl CompileCache {
     /// The cached code of `key`, if a valid entry exists (a hit). An entry that fails
     /// verification or that wasmtime refuses is removed and `None` returned.
     pub fn load(&self, engine: &Engine, key: &CacheKey) -> Option<Compiled> {
+        let hash = key.hash();
+        if let Some(compiled) = self.remembered(&hash) {
+            // Keep the entry's recency for eviction.
+            if let Ok(file) = File::open(self.entry_path(key)) {
+                let _ = file.set_modified(SystemTime::now());
+            }
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(source = %key.source.digest, "compile cache hit (already loaded)");
+            return Some(compiled);
+        }
         let compiled = self.load_entry(engine, key)?;
+        self.remember(hash, &compiled);
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(source = %key.source.digest, "compile cache hit");
         Some(compiled)
+    }
+
+    fn remembered(&self, hash: &[u8; 32]) -> Option<Compiled> {
+        self.loaded.lock().ok()?.get(hash).cloned()
+    }
+
+    fn remember(&self, hash: [u8; 32], compiled: &Compiled) {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(hash, compiled.clone());
+        }
+    }
+
+    /// Forgets the code this process loaded, so that the next use reads the disk again.
+    pub fn forget_loaded(&self) {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.clear();
+        }
     }
 
     fn load_entry(&self, engine: &Engine, key: &CacheKey) -> Option<Compiled> {
@@ -232,13 +274,15 @@ impl CompileCache {
         wasm: &[u8],
     ) -> Result<Compiled, CacheError> {
         let kind = wasm_artifact_kind(wasm)?;
+        if let Some(compiled) = self.load(engine, key) {
+            return Ok(compiled);
+        }
+        // Only what is compiled must be the Wasm the key names; a hit is code Spore compiled
+        // from exactly that Wasm before.
         if !key.source.digest.matches(wasm) {
             return Err(CacheError::DigestMismatch {
                 expected: key.source.digest.to_string(),
             });
-        }
-        if let Some(compiled) = self.load(engine, key) {
-            return Ok(compiled);
         }
         let _lock = self.lock(key);
         // Whoever held the lock before us may have compiled it.
@@ -285,7 +329,7 @@ impl CompileCache {
                 None
             }
         };
-        match compiled {
+        let compiled = match compiled {
             Some(compiled) => Ok(compiled),
             // SAFETY: `artifact` was produced by this engine a moment ago.
             None => unsafe {
@@ -299,7 +343,9 @@ impl CompileCache {
                 }
             }
             .map_err(|e| CacheError::Load(format!("{e:#}"))),
-        }
+        }?;
+        self.remember(key.hash(), &compiled);
+        Ok(compiled)
     }
 
     /// Removes the entries of artifact layers whose digest `keep` rejects (for instance those
@@ -410,6 +456,36 @@ impl CompileCache {
             .map_err(|(_, e)| tracing::warn!(lock = %path.display(), "cannot take the compile lock: {e}"))
             .ok()
     }
+}
+
+/// Refuses a cache directory that anyone but the shim's user could write to.
+fn check_private(dir: &Path) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|source| CacheError::ReadDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let unsafe_dir = |reason: String| CacheError::UnsafeDir {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_dir("not a directory".into()));
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(unsafe_dir(format!(
+            "owned by uid {}, not the shim's uid {uid}",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 fn lock_path(entry: &Path) -> PathBuf {

@@ -91,6 +91,19 @@ impl WasmGuest {
         let path =
             std::path::PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
         let guest = wasm_kind::load(engine, &host_path, &path)?;
+        Self::link(engine, linkers, spec, guest, &path)
+    }
+
+    /// Links a compiled guest (named `path` in errors) against Spore's host for a container of
+    /// `spec`.
+    pub fn link(
+        engine: &Engine,
+        linkers: &Linkers,
+        spec: &ContainerSpec,
+        guest: Guest,
+        path: &std::path::Path,
+    ) -> Result<Self, ShimError> {
+        let path = path.to_path_buf();
         let kind = guest.kind();
         let link_error = |e: wasmtime::Error| {
             ShimError::Wasm(wasm_kind::WasmError::Invalid {

@@ -4,6 +4,7 @@
 //! image name (from the CRI annotation) → image target → index → manifest → Wasm layer → bytes,
 //! each blob checked against its digest.
 
+pub mod guest;
 pub mod manifest;
 pub mod store;
 pub mod version;
@@ -11,6 +12,7 @@ pub mod version;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+pub use guest::{ArtifactError, artifact_guest};
 pub use manifest::{ImageKind, WasmLayer};
 pub use store::ContentStore;
 pub use version::check_artifact_support;

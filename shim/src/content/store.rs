@@ -36,7 +36,13 @@ impl ContentStore {
     /// Connects to containerd's socket (the shim's `-address`) for `namespace` (its
     /// `-namespace`, `k8s.io` under CRI).
     pub async fn connect(address: impl AsRef<Path>, namespace: &str) -> Result<Self, ContentError> {
+        // containerd passes its gRPC address as a path; accept a `unix://` URL too.
         let address = address.as_ref();
+        let address = address
+            .to_str()
+            .and_then(|a| a.strip_prefix("unix://"))
+            .map(Path::new)
+            .unwrap_or(address);
         let channel =
             containerd_client::connect(address)
                 .await

@@ -83,6 +83,11 @@ impl RequestHandler {
     }
 
     pub async fn handle(&self, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        // hyper refuses a head that does not fit its read buffer (sized from the same limit);
+        // one that arrived in a single read is measured here.
+        if head_size(&request) > self.config.max_header_bytes {
+            return plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
         let limit = self.config.max_body_bytes;
         if declared_length(request.headers()).is_some_and(|len| len > limit) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE);
@@ -212,6 +217,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// About the size of the request head on the wire: the request line and every header line.
+fn head_size<B>(request: &Request<B>) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    request.headers().iter().fold(line, |size, (name, value)| {
+        size + name.as_str().len() + value.len() + ": \r\n".len()
+    })
+}
+
 /// The request's `content-length`, when it has one that parses.
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -267,6 +286,16 @@ mod tests {
         assert_eq!(declared_length(&headers), Some(42));
         headers.insert(header::CONTENT_LENGTH, "x".parse().expect("value"));
         assert_eq!(declared_length(&headers), None);
+    }
+
+    #[test]
+    fn head_size_counts_the_request_line_and_headers() {
+        let request = Request::get("/abc?x=1")
+            .header("x-a", "12345")
+            .body(())
+            .expect("request");
+        // "GET /abc?x=1 HTTP/1.1\r\n" is 23 bytes, "x-a: 12345\r\n" 12.
+        assert_eq!(head_size(&request), 23 + 12);
     }
 
     #[test]

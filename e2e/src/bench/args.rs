@@ -1,0 +1,150 @@
+//! The command line: `spore-bench MODE [N] [--flags]`.
+
+use std::path::PathBuf;
+
+use super::BenchError;
+
+pub const USAGE: &str = "spore-bench start|pod [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
+[--pods 1,10,50] [--skip-latency] [--skip-memory]";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `ctr run --rm` latency, Spore vs runc, with Spore's phases.
+    Start,
+    /// CRI pod latency and per-pod memory.
+    Pod,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchArgs {
+    pub mode: Mode,
+    /// Measured runs per side (after one discarded warm-up).
+    pub n: usize,
+    /// Where `containerd-shim-spore-v1` is (default `target/release`).
+    pub shim_dir: PathBuf,
+    /// The pod bench's first side: `spore` runs Wasm guests, any other handler busybox.
+    pub handler_a: String,
+    /// The pod bench's second side.
+    pub handler_b: String,
+    /// Pod counts at which memory is measured.
+    pub pod_counts: Vec<usize>,
+    pub skip_latency: bool,
+    pub skip_memory: bool,
+}
+
+impl BenchArgs {
+    pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<BenchArgs, BenchError> {
+        let mut argv = argv.iter().map(AsRef::as_ref);
+        let mode = match argv.next() {
+            Some("start") => Mode::Start,
+            Some("pod") => Mode::Pod,
+            Some(other) => return Err(usage(format!("unknown mode {other:?}"))),
+            None => return Err(usage("a mode is required".into())),
+        };
+        let mut args = BenchArgs {
+            mode,
+            n: match mode {
+                Mode::Start => 20,
+                Mode::Pod => 10,
+            },
+            shim_dir: crate::tools::target_dir().join("release"),
+            handler_a: "spore".into(),
+            handler_b: "runc".into(),
+            pod_counts: vec![1, 10, 50],
+            skip_latency: false,
+            skip_memory: false,
+        };
+        while let Some(arg) = argv.next() {
+            let mut value = |flag: &str| {
+                argv.next()
+                    .map(str::to_owned)
+                    .ok_or_else(|| usage(format!("{flag} needs a value")))
+            };
+            match arg {
+                "--n" => args.n = parse_count(&value("--n")?)?,
+                "--shim-dir" => args.shim_dir = PathBuf::from(value("--shim-dir")?),
+                "--handler-a" => args.handler_a = value("--handler-a")?,
+                "--handler-b" => args.handler_b = value("--handler-b")?,
+                "--pods" => {
+                    args.pod_counts = value("--pods")?
+                        .split(',')
+                        .map(parse_count)
+                        .collect::<Result<_, _>>()?;
+                    args.pod_counts.sort_unstable();
+                    args.pod_counts.dedup();
+                }
+                "--skip-latency" => args.skip_latency = true,
+                "--skip-memory" => args.skip_memory = true,
+                positional if !positional.starts_with('-') => args.n = parse_count(positional)?,
+                flag => return Err(usage(format!("unknown flag {flag:?}"))),
+            }
+        }
+        Ok(args)
+    }
+}
+
+fn parse_count(text: &str) -> Result<usize, BenchError> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(usage(format!("{text:?} is not a positive count"))),
+    }
+}
+
+fn usage(problem: String) -> BenchError {
+    BenchError::Usage(format!("{problem}\n  {USAGE}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_have_their_defaults() {
+        let start = BenchArgs::parse(&["start"]).expect("valid");
+        assert_eq!((start.mode, start.n), (Mode::Start, 20));
+        assert!(start.shim_dir.ends_with("release"));
+        let pod = BenchArgs::parse(&["pod"]).expect("valid");
+        assert_eq!((pod.mode, pod.n), (Mode::Pod, 10));
+        assert_eq!(
+            (pod.handler_a.as_str(), pod.handler_b.as_str()),
+            ("spore", "runc")
+        );
+        assert_eq!(pod.pod_counts, [1, 10, 50]);
+    }
+
+    #[test]
+    fn flags_and_positional_count_parse() {
+        let a = BenchArgs::parse(&[
+            "pod",
+            "4",
+            "--handler-a",
+            "runc",
+            "--pods",
+            "10,1,10",
+            "--skip-latency",
+            "--shim-dir",
+            "/x",
+        ])
+        .expect("valid");
+        assert_eq!(a.n, 4);
+        assert_eq!(a.handler_a, "runc");
+        assert_eq!(a.pod_counts, [1, 10]);
+        assert!(a.skip_latency && !a.skip_memory);
+        assert_eq!(a.shim_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for argv in [
+            &[][..],
+            &["bench"][..],
+            &["start", "0"][..],
+            &["start", "--n"][..],
+            &["pod", "--pods", "1,x"][..],
+            &["pod", "--frobnicate"][..],
+        ] {
+            let err = BenchArgs::parse(argv).expect_err("invalid");
+            assert!(matches!(err, BenchError::Usage(_)), "{argv:?}: {err}");
+        }
+    }
+}

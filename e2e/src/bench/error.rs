@@ -1,0 +1,48 @@
+//! What can go wrong while benchmarking.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("usage: {0}")]
+    Usage(String),
+    #[error("{path}: {source} (run `bash hack/build-guests.sh` first)")]
+    MissingGuest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Containerd(#[from] crate::containerd::ContainerdError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Cri(#[from] crate::cri::CriError),
+    #[error(transparent)]
+    CriLog(#[from] crate::cri_log::CriLogError),
+    #[error("`ctr {args}` failed ({status}): {stderr}")]
+    Ctr {
+        args: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("`ctr {args}` printed {stdout:?}, expected it to contain {expected:?}")]
+    UnexpectedOutput {
+        args: String,
+        stdout: String,
+        expected: String,
+    },
+    #[error("spawning {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("timed out after {secs} s waiting for {what}")]
+    Timeout { what: String, secs: f64 },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

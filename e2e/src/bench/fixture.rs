@@ -1,0 +1,82 @@
+//! What both benches start from: a loopback registry, a private containerd whose `spore`
+//! runtime is the shim in `shim_dir`, and the images, pushed to the registry.
+
+use std::path::{Path, PathBuf};
+
+use super::BenchError;
+use crate::image::{ImageBuilder, busybox};
+use crate::{Containerd, ContainerdOptions, Registry};
+
+pub struct Fixture {
+    pub registry: Registry,
+    pub containerd: Containerd,
+    /// `/hello.wasm` and `/sleeper.wasm` in a plain image.
+    pub wasm_image: String,
+    /// Debian's static busybox.
+    pub busybox_image: String,
+}
+
+/// Where `hack/build-guests.sh` puts a wasm32-wasip2 guest.
+pub fn guest_path(name: &str) -> PathBuf {
+    crate::tools::target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"))
+}
+
+fn read_guest(name: &str) -> Result<Vec<u8>, BenchError> {
+    let path = guest_path(name);
+    std::fs::read(&path).map_err(|source| BenchError::MissingGuest { path, source })
+}
+
+impl Fixture {
+    /// `import_pause` for the CRI (the pod bench); `ctr run` needs none.
+    pub fn start(shim_dir: &Path, import_pause: bool) -> Result<Fixture, BenchError> {
+        let shim = shim_dir.join("containerd-shim-spore-v1");
+        if !shim.is_file() {
+            return Err(BenchError::Io {
+                path: shim,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no shim there (cargo build --release -p spore-shim)",
+                ),
+            });
+        }
+        let wasm = ImageBuilder::new()
+            .file("/hello.wasm", read_guest("hello")?)
+            .file("/sleeper.wasm", read_guest("sleeper")?)
+            .entrypoint(["/hello.wasm"])
+            .build()?;
+        let registry = Registry::start()?;
+        let containerd = Containerd::start(
+            ContainerdOptions::default()
+                .shim_dir(shim_dir)
+                .plain_http_registry(registry.host())
+                .import_pause_image(import_pause),
+        )?;
+        let wasm_image = wasm.push_http(&registry.host(), "spore/bench-wasm", "1")?;
+        let busybox_image =
+            busybox()?
+                .build()?
+                .push_http(&registry.host(), "spore/bench-busybox", "1")?;
+        Ok(Fixture {
+            registry,
+            containerd,
+            wasm_image,
+            busybox_image,
+        })
+    }
+}
+
+/// `nproc`, the kernel and the load, for the record.
+pub fn machine_line() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "{cores} cores, kernel {}, load average {}",
+        kernel.trim(),
+        load.join(" ")
+    )
+}

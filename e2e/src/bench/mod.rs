@@ -1,0 +1,15 @@
+//! Spore's benchmarks (`spore-bench start|pod`, run by `hack/bench.sh`): task start latency
+//! through `ctr`, and pod start latency and memory through the CRI, Spore against runc on the
+//! same private containerd. Results print as markdown tables.
+
+pub mod args;
+pub mod ctr_events;
+pub mod error;
+pub mod fixture;
+pub mod pod;
+pub mod pss;
+pub mod start;
+pub mod stats;
+
+pub use args::{BenchArgs, Mode};
+pub use error::BenchError;

@@ -1,0 +1,362 @@
+//! `spore-bench pod` (issue 3): time from RunPodSandbox to a container's first log line, and
+//! the PSS each additional idle pod adds, for two CRI runtime handlers on one containerd.
+//! Side A is `spore` and side B `runc` unless `--handler-a/--handler-b` say otherwise; a
+//! `spore` side runs Wasm guests, any other handler busybox.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::fixture::{Fixture, machine_line};
+use super::pss::{pod_processes, process_pss_kib, total_pss_kib};
+use super::stats::{Summary, Table, fmt_ms, millis, ratio};
+use super::{BenchArgs, BenchError};
+use crate::cri_log::read_cri_log;
+use crate::{ContainerSpec, Containerd, CriClient, Pod, PodSpec};
+
+const POD_NAMESPACE: &str = "default";
+const LOG_LIMIT: Duration = Duration::from_secs(60);
+/// How long pods sit idle before their memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// What one side runs.
+#[derive(Clone, Debug)]
+struct Side {
+    tag: char,
+    handler: String,
+    /// A container that prints one line and exits (the latency test).
+    echo: Vec<String>,
+    echo_label: &'static str,
+    /// A container that stays up idle (the memory test).
+    idle: Vec<String>,
+    idle_label: &'static str,
+    image: String,
+}
+
+impl Side {
+    fn new(tag: char, handler: &str, fixture: &Fixture) -> Side {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        if handler == "spore" {
+            Side {
+                tag,
+                handler: handler.into(),
+                echo: strings(&["/hello.wasm"]),
+                echo_label: "Wasm examples/hello",
+                idle: strings(&["/sleeper.wasm"]),
+                idle_label: "Wasm sleeper (idle guest)",
+                image: fixture.wasm_image.clone(),
+            }
+        } else {
+            Side {
+                tag,
+                handler: handler.into(),
+                echo: strings(&["/bin/echo", "hello"]),
+                echo_label: "busybox echo",
+                idle: strings(&["/bin/busybox", "httpd", "-f", "-p", "8080"]),
+                idle_label: "busybox httpd -f",
+                image: fixture.busybox_image.clone(),
+            }
+        }
+    }
+
+    fn label(&self, workload: &str) -> String {
+        format!("{}: handler `{}`, {workload}", self.tag, self.handler)
+    }
+}
+
+/// One pod's start, in milliseconds from the moment RunPodSandbox was sent.
+#[derive(Clone, Copy, Debug)]
+struct Latency {
+    sandbox: f64,
+    create: f64,
+    start: f64,
+    first_line: f64,
+    total: f64,
+}
+
+/// The memory of the pods of one side at one count.
+#[derive(Clone, Debug)]
+struct Memory {
+    pods: usize,
+    processes: usize,
+    total_kib: u64,
+    base_kib: u64,
+    containerd_growth_kib: i64,
+}
+
+pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
+    println!("## spore-bench pod\n");
+    println!("machine: {}", machine_line());
+    println!(
+        "shim: {}\n",
+        args.shim_dir.join("containerd-shim-spore-v1").display()
+    );
+    let fixture = Fixture::start(&args.shim_dir, true)?;
+    let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
+    cri.pull_image(&fixture.wasm_image).await?;
+    cri.pull_image(&fixture.busybox_image).await?;
+    let sides = [
+        Side::new('A', &args.handler_a, &fixture),
+        Side::new('B', &args.handler_b, &fixture),
+    ];
+
+    if !args.skip_latency {
+        eprintln!(
+            "latency: {} pods per side after one warm-up, interleaved",
+            args.n
+        );
+        let mut samples: [Vec<Latency>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..=args.n {
+            for (s, side) in sides.iter().enumerate() {
+                let name = format!("lat-{}-{i}", side.tag.to_ascii_lowercase());
+                let sample = pod_latency(&mut cri, side, &name).await?;
+                if i > 0 {
+                    samples[s].push(sample);
+                }
+            }
+        }
+        print_latency(args.n, &sides, &samples);
+    }
+
+    if !args.skip_memory {
+        let mut rows = Vec::new();
+        for side in &sides {
+            eprintln!("memory: {} idle pods, {}", side.handler, side.idle_label);
+            let measured =
+                pod_memory(&mut cri, &fixture.containerd, side, &args.pod_counts).await?;
+            rows.push((side, measured));
+        }
+        print_memory(&rows);
+    }
+
+    drop(cri);
+    let leftovers = fixture.containerd.shutdown();
+    if !leftovers.is_empty() {
+        eprintln!("warning: containerd left {leftovers:?}");
+    }
+    Ok(())
+}
+
+async fn pod_latency(cri: &mut CriClient, side: &Side, name: &str) -> Result<Latency, BenchError> {
+    let spec = ContainerSpec::new("main", &side.image).command(side.echo.clone());
+    let t0 = Instant::now();
+    let pod = cri
+        .run_pod(PodSpec::new(name, POD_NAMESPACE, &side.handler))
+        .await?;
+    let sandbox = t0.elapsed();
+    let container = cri.create_container(&pod, &spec).await?;
+    let create = t0.elapsed();
+    cri.start_container(&container.id).await?;
+    let start = t0.elapsed();
+    wait_first_line(&container.log_path, LOG_LIMIT).await?;
+    let first_line = t0.elapsed();
+    cri.teardown_pod(&pod).await?;
+    Ok(Latency {
+        sandbox: millis(sandbox),
+        create: millis(create - sandbox),
+        start: millis(start - create),
+        first_line: millis(first_line - start),
+        total: millis(first_line),
+    })
+}
+
+/// Polls the CRI log every 2 ms until it holds a complete line.
+async fn wait_first_line(path: &Path, limit: Duration) -> Result<(), BenchError> {
+    let started = Instant::now();
+    loop {
+        if read_cri_log(path).is_ok_and(|lines| !lines.is_empty()) {
+            return Ok(());
+        }
+        if started.elapsed() >= limit {
+            return Err(BenchError::Timeout {
+                what: format!("a line in {}", path.display()),
+                secs: limit.as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn pod_memory(
+    cri: &mut CriClient,
+    containerd: &Containerd,
+    side: &Side,
+    counts: &[usize],
+) -> Result<Vec<Memory>, BenchError> {
+    wait_for_no_shims(containerd).await;
+    let (base_kib, _) = total_pss_kib(&pod_processes(containerd, &[]));
+    let containerd_pss = || {
+        containerd
+            .pid()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(process_pss_kib)
+            .map_or(0, |kib| i64::try_from(kib).unwrap_or(i64::MAX))
+    };
+    let containerd_base = containerd_pss();
+    let spec = ContainerSpec::new("idle", &side.image).command(side.idle.clone());
+    let mut pods: Vec<Pod> = Vec::new();
+    let mut measured = Vec::new();
+    let mut outcome = Ok(());
+    'counts: for &count in counts {
+        while pods.len() < count {
+            let name = format!("mem-{}-{}", side.tag.to_ascii_lowercase(), pods.len());
+            match start_idle_pod(cri, side, &name, &spec).await {
+                Ok(pod) => pods.push(pod),
+                Err(err) => {
+                    outcome = Err(err);
+                    break 'counts;
+                }
+            }
+        }
+        tokio::time::sleep(SETTLE).await;
+        let pids: BTreeSet<i32> = pod_processes(containerd, &pods);
+        let (total_kib, processes) = total_pss_kib(&pids);
+        measured.push(Memory {
+            pods: count,
+            processes,
+            total_kib,
+            base_kib,
+            containerd_growth_kib: containerd_pss() - containerd_base,
+        });
+        eprintln!(
+            "  {count} pods: {processes} processes, {:.1} MiB PSS",
+            total_kib as f64 / 1024.0
+        );
+    }
+    for pod in &pods {
+        cri.teardown_pod(pod).await?;
+    }
+    outcome.map(|()| measured)
+}
+
+async fn start_idle_pod(
+    cri: &mut CriClient,
+    side: &Side,
+    name: &str,
+    spec: &ContainerSpec,
+) -> Result<Pod, BenchError> {
+    let pod = cri
+        .run_pod(PodSpec::new(name, POD_NAMESPACE, &side.handler))
+        .await?;
+    let started = async {
+        let container = cri.run_container(&pod, spec).await?;
+        cri.wait_for_state(
+            &container.id,
+            k8s_cri::v1::ContainerState::ContainerRunning,
+            LOG_LIMIT,
+        )
+        .await?;
+        if side.handler == "spore" {
+            wait_first_line(&container.log_path, LOG_LIMIT).await?;
+        }
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    match started {
+        Ok(()) => Ok(pod),
+        Err(err) => {
+            let _ = cri.teardown_pod(&pod).await;
+            Err(err)
+        }
+    }
+}
+
+/// Shims of pods torn down just before may take a moment to exit.
+async fn wait_for_no_shims(containerd: &Containerd) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !containerd.shim_processes().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_latency(n: usize, sides: &[Side; 2], samples: &[Vec<Latency>; 2]) {
+    println!(
+        "### Pod start: RunPodSandbox → the container's first log line (ms, N={n} each, interleaved, one warm-up discarded)\n"
+    );
+    let mut table = Table::new([
+        "pod",
+        "median",
+        "p10",
+        "p90",
+        "RunPodSandbox (median)",
+        "sandbox share",
+        "CreateContainer",
+        "StartContainer",
+        "started → first line",
+    ]);
+    let median = |s: usize, f: fn(&Latency) -> f64| {
+        let v: Vec<f64> = samples[s].iter().map(f).collect();
+        Summary::of(&v).map_or(f64::NAN, |x| x.median)
+    };
+    let totals: Vec<Option<Summary>> = (0..2)
+        .map(|s| Summary::of(&samples[s].iter().map(|l| l.total).collect::<Vec<_>>()))
+        .collect();
+    for (s, side) in sides.iter().enumerate() {
+        let Some(total) = totals[s] else { continue };
+        let sandbox = median(s, |l| l.sandbox);
+        table.row([
+            side.label(side.echo_label),
+            fmt_ms(total.median),
+            fmt_ms(total.p10),
+            fmt_ms(total.p90),
+            fmt_ms(sandbox),
+            format!("{:.0} %", 100.0 * sandbox / total.median),
+            fmt_ms(median(s, |l| l.create)),
+            fmt_ms(median(s, |l| l.start)),
+            fmt_ms(median(s, |l| l.first_line)),
+        ]);
+    }
+    if let (Some(a), Some(b)) = (totals[0], totals[1]) {
+        let cell = |f: fn(&Latency) -> f64| ratio(median(0, f), median(1, f));
+        table.row([
+            "ratio A / B".to_string(),
+            ratio(a.median, b.median),
+            ratio(a.p10, b.p10),
+            ratio(a.p90, b.p90),
+            cell(|l| l.sandbox),
+            String::new(),
+            cell(|l| l.create),
+            cell(|l| l.start),
+            cell(|l| l.first_line),
+        ]);
+    }
+    println!("{}", table.render());
+}
+
+fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
+    println!(
+        "### Memory of idle pods: PSS of every process the pods add (shims, pause, containers)\n"
+    );
+    println!(
+        "per pod = (total at N − total at 0) / N; total at 0 is what this containerd's shims held before the first pod; marginal = (total at N − total at the previous row) / (pods added).\n"
+    );
+    let mut table = Table::new([
+        "pod",
+        "pods",
+        "processes",
+        "total PSS (MiB)",
+        "PSS per pod (MiB)",
+        "marginal PSS per pod since previous row (MiB)",
+        "containerd's own PSS growth per pod (MiB)",
+    ]);
+    let mib = |kib: f64| format!("{:.2}", kib / 1024.0);
+    for (side, measured) in rows {
+        let mut previous = (0usize, None::<u64>);
+        for m in measured {
+            let per_pod = (m.total_kib as f64 - m.base_kib as f64) / m.pods as f64;
+            let before = previous.1.unwrap_or(m.base_kib);
+            let marginal = (m.total_kib as f64 - before as f64) / (m.pods - previous.0) as f64;
+            previous = (m.pods, Some(m.total_kib));
+            table.row([
+                side.label(side.idle_label),
+                m.pods.to_string(),
+                m.processes.to_string(),
+                mib(m.total_kib as f64),
+                mib(per_pod),
+                mib(marginal),
+                mib(m.containerd_growth_kib as f64 / m.pods as f64),
+            ]);
+        }
+    }
+    println!("{}", table.render());
+}

@@ -1,0 +1,38 @@
+//! Spore's benchmarks against runc on one private containerd; run by `hack/bench.sh`, which
+//! builds the release shim and the guests first.
+//!
+//! `spore-bench start [N]`: `ctr run --rm` of examples/hello (Spore) vs busybox echo (runc).
+//! `spore-bench pod [N]`: CRI pod start latency and per-pod PSS, `spore` vs `runc` handlers.
+
+use std::process::ExitCode;
+
+use spore_e2e::bench::{BenchArgs, Mode, pod, start};
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match BenchArgs::parse(&argv) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match args.mode {
+        Mode::Start => start::run(&args),
+        Mode::Pod => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| spore_e2e::bench::BenchError::Spawn {
+                what: "the tokio runtime".into(),
+                source,
+            })
+            .and_then(|runtime| runtime.block_on(pod::run(&args))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("spore-bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

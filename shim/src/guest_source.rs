@@ -1,0 +1,147 @@
+//! Where a container's Wasm comes from, compiled through the node's cache: an OCI Wasm artifact
+//! read from containerd's content store (the image named in the CRI annotations), or a `.wasm`
+//! file in the rootfs of an ordinary image (named by the entrypoint).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+use wasmtime::Engine;
+
+use crate::cache::CompileCache;
+use crate::content::{self, ContentStore, ImageKind, WasmLayer};
+use crate::error::ShimError;
+use crate::options::RuntimeOptions;
+use crate::spec::ContainerSpec;
+use crate::wasm_kind::{self, Guest};
+
+/// Where a Wasm container's code is.
+pub enum Origin {
+    Artifact(WasmLayer),
+    Rootfs,
+}
+
+/// The node's compile cache and containerd's content store, opened on first use.
+pub struct GuestSource {
+    engine: Engine,
+    containerd_address: String,
+    namespace: String,
+    cache: OnceCell<Arc<CompileCache>>,
+    store: OnceCell<Option<ContentStore>>,
+}
+
+impl GuestSource {
+    pub fn new(engine: Engine, containerd_address: String, namespace: String) -> Self {
+        GuestSource {
+            engine,
+            containerd_address,
+            namespace,
+            cache: OnceCell::new(),
+            store: OnceCell::new(),
+        }
+    }
+
+    async fn cache(&self, options: &RuntimeOptions) -> Result<Arc<CompileCache>, ShimError> {
+        let config = options.cache_config();
+        let engine = self.engine.clone();
+        self.cache
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || CompileCache::open(&engine, config))
+                    .await
+                    .map_err(|e| ShimError::Other(format!("opening the compile cache: {e}")))?
+                    .map(Arc::new)
+                    .map_err(|e| ShimError::Other(format!("opening the compile cache: {e}")))
+            })
+            .await
+            .cloned()
+    }
+
+    /// containerd's content store; `None` when the shim was not told containerd's address.
+    async fn store(&self) -> Result<Option<&ContentStore>, ShimError> {
+        let store = self
+            .store
+            .get_or_try_init(|| async {
+                if self.containerd_address.is_empty() {
+                    return Ok(None);
+                }
+                ContentStore::connect(&self.containerd_address, &self.namespace)
+                    .await
+                    .map(Some)
+                    .map_err(|e| ShimError::Other(e.to_string()))
+            })
+            .await?;
+        Ok(store.as_ref())
+    }
+
+    /// Whether the container's image is an OCI Wasm artifact (only CRI containers name their
+    /// image; others run from their rootfs).
+    pub async fn origin(&self, spec: &ContainerSpec) -> Result<Origin, ShimError> {
+        let Ok(image) = content::image_name(&spec.annotations) else {
+            return Ok(Origin::Rootfs);
+        };
+        let Some(store) = self.store().await? else {
+            return Ok(Origin::Rootfs);
+        };
+        match store.image_kind(image).await {
+            Ok(ImageKind::WasmArtifact(layer)) => {
+                store
+                    .check_artifact_support()
+                    .await
+                    .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+                Ok(Origin::Artifact(layer))
+            }
+            Ok(ImageKind::Plain) => Ok(Origin::Rootfs),
+            // An image that is neither: the error names it and the media types found.
+            Err(err @ content::ContentError::NeitherWasmNorImage { .. }) => {
+                Err(ShimError::InvalidArgument(err.to_string()))
+            }
+            Err(err) => {
+                tracing::debug!(%err, image, "image not found in the content store; using the rootfs");
+                Ok(Origin::Rootfs)
+            }
+        }
+    }
+
+    /// Compiles (or loads from the cache) the guest of a container; returns it with the name
+    /// errors use for it.
+    pub async fn guest(
+        &self,
+        spec: &ContainerSpec,
+        origin: Origin,
+        options: &RuntimeOptions,
+    ) -> Result<(Guest, PathBuf), ShimError> {
+        let cache = self.cache(options).await?;
+        match origin {
+            Origin::Artifact(layer) => {
+                let store = self.store().await?.ok_or_else(|| {
+                    ShimError::Other("containerd's address is unknown to the shim".into())
+                })?;
+                let name = PathBuf::from(&layer.image);
+                let guest = content::artifact_guest(&self.engine, &cache, store, &layer)
+                    .await
+                    .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+                Ok((guest, name))
+            }
+            Origin::Rootfs => {
+                let host_path = spec
+                    .entrypoint_path()
+                    .ok_or(wasm_kind::WasmError::NoEntrypoint)?;
+                let name = PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
+                let engine = self.engine.clone();
+                let shown = name.clone();
+                let guest = tokio::task::spawn_blocking(move || {
+                    wasm_kind::load_cached(&engine, &cache, &host_path, &shown)
+                })
+                .await
+                .map_err(|e| ShimError::Other(format!("compile task failed: {e}")))??;
+                Ok((guest, name))
+            }
+        }
+    }
+
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache
+            .get()
+            .map(|c| (c.stats().hits(), c.stats().misses()))
+    }
+}

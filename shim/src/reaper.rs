@@ -1,0 +1,155 @@
+//! Child exits. The `containerd-shim` crate reaps every child of the shim (it is a subreaper, so
+//! container processes that runc forks become its children) and publishes each exit on its
+//! monitor. [`Exits`] turns that stream into one future per pid, buffering exits that arrive
+//! before anyone asks (a process that dies before its pid is known). [`ReapedSpawner`] runs
+//! `runc` commands through it, because a plain `wait` would race the crate's `waitpid(-1)`.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use containerd_shim::monitor::{ExitEvent, Subject, Topic, monitor_subscribe};
+use tokio::sync::oneshot;
+
+/// Exits nobody asked for are forgotten after this long (orphans reparented to the shim).
+const UNCLAIMED_EXIT_TTL: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct Table {
+    waiting: HashMap<i32, oneshot::Sender<i32>>,
+    unclaimed: HashMap<i32, (i32, Instant)>,
+}
+
+/// Exit codes by pid, fed by the shim crate's reaper.
+#[derive(Clone, Default)]
+pub struct Exits {
+    table: Arc<Mutex<Table>>,
+}
+
+impl Exits {
+    /// Subscribes to the shim crate's monitor and dispatches exits until the process ends.
+    pub async fn start() -> Result<Self, String> {
+        let exits = Exits::default();
+        let mut subscription = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|e| format!("subscribing to child exits: {e}"))?;
+        let dispatcher = exits.clone();
+        tokio::spawn(async move {
+            while let Some(ExitEvent { subject, exit_code }) = subscription.rx.recv().await {
+                if let Subject::Pid(pid) = subject {
+                    dispatcher.exited(pid, exit_code);
+                }
+            }
+        });
+        Ok(exits)
+    }
+
+    /// Records that `pid` exited with `code` (128+signal for a signal).
+    pub fn exited(&self, pid: i32, code: i32) {
+        let Ok(mut table) = self.table.lock() else {
+            return;
+        };
+        if let Some(tx) = table.waiting.remove(&pid) {
+            let _ = tx.send(code);
+        } else {
+            let now = Instant::now();
+            table
+                .unclaimed
+                .retain(|_, (_, at)| now.duration_since(*at) < UNCLAIMED_EXIT_TTL);
+            table.unclaimed.insert(pid, (code, now));
+        }
+    }
+
+    /// A future for the exit code of `pid`, resolved at once if it already exited.
+    pub fn wait_for(&self, pid: i32) -> oneshot::Receiver<i32> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut table) = self.table.lock() {
+            match table.unclaimed.remove(&pid) {
+                Some((code, _)) => {
+                    let _ = tx.send(code);
+                }
+                None => {
+                    table.waiting.insert(pid, tx);
+                }
+            }
+        }
+        rx
+    }
+}
+
+/// Runs `runc` commands and collects their exit through [`Exits`].
+#[derive(Clone)]
+pub struct ReapedSpawner {
+    exits: Exits,
+}
+
+impl std::fmt::Debug for ReapedSpawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReapedSpawner")
+    }
+}
+
+impl ReapedSpawner {
+    pub fn new(exits: Exits) -> Self {
+        ReapedSpawner { exits }
+    }
+}
+
+fn read_all(pipe: Option<impl std::io::Read + Send + 'static>) -> tokio::task::JoinHandle<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+#[async_trait]
+impl runc::asynchronous::Spawner for ReapedSpawner {
+    async fn execute(&self, cmd: runc::Command) -> runc::Result<(ExitStatus, u32, String, String)> {
+        // Spawned through std, not tokio: tokio would try to reap the child itself.
+        let mut cmd = cmd.into_std();
+        let mut child = cmd
+            .spawn()
+            .map_err(runc::error::Error::ProcessSpawnFailed)?;
+        let pid = child.id();
+        let exit = self.exits.wait_for(pid as i32);
+        let stdout = read_all(child.stdout.take());
+        let stderr = read_all(child.stderr.take());
+        let code = exit.await.unwrap_or(255);
+        let stdout = stdout.await.unwrap_or_default();
+        let stderr = stderr.await.unwrap_or_default();
+        Ok((
+            ExitStatus::from_raw((code & 0xff) << 8),
+            pid,
+            stdout,
+            stderr,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_exit_before_the_question_is_kept() {
+        let exits = Exits::default();
+        exits.exited(42, 3);
+        assert_eq!(exits.wait_for(42).await.expect("code"), 3);
+    }
+
+    #[tokio::test]
+    async fn an_exit_after_the_question_resolves_it() {
+        let exits = Exits::default();
+        let rx = exits.wait_for(7);
+        exits.exited(7, 137);
+        assert_eq!(rx.await.expect("code"), 137);
+    }
+}

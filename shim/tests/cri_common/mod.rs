@@ -1,0 +1,347 @@
+//! Shared set-up for the shim's CRI tests: a private containerd whose `spore` handler runs this
+//! build's shim, a loopback registry holding an image of Wasm guests (and busybox for sidecars),
+//! a CRI client playing the kubelet, and checks that a torn-down pod left nothing behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spore_e2e::image::ImageBuilder;
+use spore_e2e::{
+    Containerd, ContainerdOptions, ContainerdVersion, CriClient, Pod, Registry, cgroup, image,
+};
+
+/// The CRI runtime handler that runs the Spore shim.
+pub const HANDLER: &str = "spore";
+/// The text the shim answers an exec into a Wasm container with.
+pub const WASM_EXEC_REFUSAL: &str = "not supported for Wasm containers";
+/// What the hello guest prints first (`GREETING_NAME` unset).
+pub const HELLO_GREETING: &str = "Hello, world, from a Wasm component on Spore!";
+
+/// Where `hack/build-guests.sh` puts a wasm32-wasip2 guest.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = spore_e2e::tools::repo_root()
+        .join("target")
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
+            path.display()
+        )
+    })
+}
+
+/// A plain image with every guest the CRI tests use at `/NAME.wasm`, a text file at
+/// `/bad.wasm`, and `/hello.wasm` as the entrypoint.
+pub fn wasm_guests_image() -> ImageBuilder {
+    let mut builder = ImageBuilder::new();
+    for name in ["hello", "listen", "trap", "sleeper"] {
+        builder = builder.file(&format!("/{name}.wasm"), guest(name));
+    }
+    builder
+        .file(
+            "/bad.wasm",
+            b"this is a text file, not a WebAssembly module\n".to_vec(),
+        )
+        .entrypoint(["/hello.wasm"])
+}
+
+/// One test's world: registry, containerd, CRI client, with the guests image (and busybox,
+/// when asked) pushed to the registry and pulled through CRI.
+pub struct CriFixture {
+    pub registry: Registry,
+    pub containerd: Containerd,
+    pub cri: CriClient,
+    /// The reference of the Wasm guests image.
+    pub wasm: String,
+    /// The reference of the busybox image, when the fixture pulled one.
+    pub busybox: Option<String>,
+}
+
+impl CriFixture {
+    pub async fn start(version: ContainerdVersion, with_busybox: bool) -> CriFixture {
+        let registry = Registry::start().expect("registry starts");
+        let containerd = Containerd::start(
+            ContainerdOptions::default()
+                .version(version)
+                .spore_shim_from_target()
+                .plain_http_registry(registry.host()),
+        )
+        .expect("containerd starts");
+        let wasm = wasm_guests_image()
+            .build()
+            .expect("guests image builds")
+            .push_http(&registry.host(), "spore/guests", "cri")
+            .expect("push the guests image");
+        let busybox = with_busybox.then(|| {
+            image::busybox()
+                .expect("busybox-static")
+                .build()
+                .expect("busybox image builds")
+                .push_http(&registry.host(), "spore/busybox", "1")
+                .expect("push busybox")
+        });
+        let mut cri = CriClient::for_containerd(&containerd)
+            .await
+            .expect("CRI is ready");
+        let image_ref = cri.pull_image(&wasm).await.expect("PullImage (guests)");
+        assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+        if let Some(busybox) = &busybox {
+            cri.pull_image(busybox).await.expect("PullImage (busybox)");
+        }
+        CriFixture {
+            registry,
+            containerd,
+            cri,
+            wasm,
+            busybox,
+        }
+    }
+
+    pub fn busybox(&self) -> &str {
+        self.busybox
+            .as_deref()
+            .expect("the fixture was started with busybox")
+    }
+
+    /// The end of containerd's log, for failure messages: its warnings and errors and every
+    /// line the shim wrote (the shim logs there at warn), without the info noise of start-up.
+    pub fn log_tail(&self) -> String {
+        let log = self.containerd.log();
+        let wanted: Vec<&str> = log
+            .lines()
+            .filter(|line| {
+                // containerd's own lines start with `time=`; the shim's do not.
+                !line.starts_with("time=")
+                    || !line.contains("level=info") && !line.contains("level=debug")
+            })
+            .collect();
+        format!(
+            "containerd log, warnings, errors and shim lines:\n{}",
+            tail(&wanted.join("\n"), 60)
+        )
+    }
+
+    /// RunPodSandbox with handler `spore`; on failure, panics with containerd's log tail.
+    pub async fn run_spore_pod(&mut self, name: &str) -> Pod {
+        match self.cri.run_pod_sandbox(name, "default", HANDLER).await {
+            Ok(pod) => pod,
+            Err(e) => panic!(
+                "RunPodSandbox (handler {HANDLER}) failed: {e}\n{}",
+                self.log_tail()
+            ),
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `containerd-shim-spore-v1` processes serving this containerd.
+pub fn spore_shims(containerd: &Containerd) -> Vec<(i32, String)> {
+    containerd
+        .shim_processes()
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains("containerd-shim-spore-v1"))
+        .collect()
+}
+
+/// Number of open file descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Number of threads of a process.
+pub fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Pids whose parent is `pid` (zombies included: they are leaks too).
+pub fn children_of(pid: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')').and_then(|(_, rest)| {
+                        rest.split_whitespace()
+                            .nth(1)
+                            .and_then(|ppid| ppid.parse::<u32>().ok())
+                    })
+                })
+                .is_some_and(|ppid| ppid == pid)
+        })
+        .collect()
+}
+
+/// Where a runc state directory (`<root>/<id>/state.json`) of one of `ids` could be: any
+/// directory, up to four levels under `roots`, named by an id and holding a `state.json`. This
+/// finds runc containers whatever root the shim gives runc.
+pub fn runc_state_dirs(roots: &[PathBuf], ids: &[String]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, ids: &[String], found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if !kind.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let named = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| ids.iter().any(|id| id == n));
+            if named && path.join("state.json").exists() {
+                found.push(path.clone());
+            }
+            if depth > 0 {
+                walk(&path, depth - 1, ids, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for root in roots {
+        walk(root, 4, ids, &mut found);
+    }
+    found
+}
+
+/// The places runc state can live: the instance's directory and `/run` (runc's default roots
+/// `/run/runc`, `/run/containerd/runc/<namespace>`, ...).
+pub fn runc_roots(containerd: &Containerd) -> Vec<PathBuf> {
+    vec![containerd.paths().base.clone(), PathBuf::from("/run")]
+}
+
+/// What a pod was made of, to check after teardown that none of it remains.
+#[derive(Debug, Default)]
+pub struct PodTrace {
+    pub sandbox_id: String,
+    pub container_ids: Vec<String>,
+    pub netns: Option<PathBuf>,
+    pub cgroup_parent: String,
+}
+
+impl PodTrace {
+    pub async fn of(cri: &mut CriClient, pod: &Pod) -> PodTrace {
+        let netns = cri.pod_netns_path(&pod.id).await.expect("PodSandboxStatus");
+        let container_ids = cri
+            .list_containers(Some(&pod.id))
+            .await
+            .expect("ListContainers")
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        PodTrace {
+            sandbox_id: pod.id.clone(),
+            container_ids,
+            netns,
+            cgroup_parent: pod.cgroup_parent(),
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids = self.container_ids.clone();
+        ids.push(self.sandbox_id.clone());
+        ids
+    }
+}
+
+/// Everything that can remain of a torn-down pod, each as a line; empty when nothing does.
+pub fn remains_of(containerd: &Containerd, trace: &PodTrace) -> Vec<String> {
+    let mut remains = Vec::new();
+    let leftovers = containerd.leftovers();
+    if !leftovers.is_empty() {
+        remains.push(leftovers.to_string());
+    }
+    for dir in runc_state_dirs(&runc_roots(containerd), &trace.ids()) {
+        remains.push(format!("runc state {}", dir.display()));
+    }
+    if let Some(netns) = &trace.netns
+        && netns.exists()
+    {
+        remains.push(format!("netns {}", netns.display()));
+    }
+    for dir in cgroup::existing_dirs(&trace.cgroup_parent).unwrap_or_default() {
+        remains.push(format!("pod cgroup {}", dir.display()));
+    }
+    remains
+}
+
+/// Polls until the pod's traces are gone (a shim exits a moment after its last Delete).
+pub async fn wait_until_nothing_remains(
+    containerd: &Containerd,
+    trace: &PodTrace,
+    limit: Duration,
+) -> Vec<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let remains = remains_of(containerd, trace);
+        if remains.is_empty() || start.elapsed() >= limit {
+            return remains;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The memory figure of a CRI `MemoryUsage` (an `Option<&MemoryUsage>` expression): the working
+/// set when it is set and non-zero, else the usage; 0 when neither is there. A macro, because
+/// this crate does not depend on `k8s-cri` and so cannot name the type.
+#[macro_export]
+macro_rules! memory_bytes {
+    ($memory:expr) => {
+        $memory
+            .map(|m| {
+                m.working_set_bytes
+                    .as_ref()
+                    .map(|v| v.value)
+                    .filter(|v| *v > 0)
+                    .or_else(|| m.usage_bytes.as_ref().map(|v| v.value))
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+}
+
+/// `ContainerState` values of the CRI API (`k8s.io/cri-api` runtime v1).
+pub mod container_state {
+    pub const CREATED: i32 = 0;
+    pub const RUNNING: i32 = 1;
+    pub const EXITED: i32 = 2;
+}
+
+/// Polls ContainerStatus until the container runs; panics with the last status otherwise.
+pub async fn wait_running(cri: &mut CriClient, container_id: &str, limit: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let status = cri
+            .container_status(container_id)
+            .await
+            .expect("ContainerStatus");
+        if status.state == container_state::RUNNING {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "container {container_id} does not run within {limit:?}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
