@@ -60,7 +60,7 @@ _bench_http_one() {
     "$@" >/dev/null 2>"/tmp/bench-http-$name.log" &
     local pid=$!
     local tries=0
-    until curl -fsS -o /dev/null "http://127.0.0.1:$port/"; do
+    until curl -fs -o /dev/null "http://127.0.0.1:$port/"; do
         tries=$((tries + 1))
         if ((tries > 300)) || ! kill -0 "$pid" 2>/dev/null; then
             echo "bench-http: $name did not start; see /tmp/bench-http-$name.log" >&2

@@ -29,6 +29,9 @@ enum Command {
     Run(RunArgs),
     /// Print the WasmApp CustomResourceDefinition as YAML.
     Crd,
+    /// Install the Spore shim on this node and register it with containerd (run by the
+    /// node-installer DaemonSet with the host's root mounted); `--uninstall` undoes it.
+    NodeInstall(spore_node_install::NodeInstallArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +65,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => {
             print!("{}", spore_operator::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::NodeInstall(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            spore_node_install::run(args).await?;
             Ok(())
         }
         Command::Run(args) => {

@@ -16,6 +16,15 @@ pub const SHIM_CGROUP_LEAF: &str = "spore-wasm";
 
 static JOINED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// The network namespace the shim started in (the host's), kept open once the shim has
+/// joined its pod's: `runc` must run there, or it takes the pod's namespace for the host's.
+static HOST_NETNS: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// The host network namespace's descriptor, when the shim has left it.
+pub fn host_netns_fd() -> Option<std::os::fd::RawFd> {
+    HOST_NETNS.get().map(std::os::fd::AsRawFd::as_raw_fd)
+}
+
 /// The pod's cgroup, relative to a hierarchy's root, from a container's `cgroupsPath`:
 /// `/kubepods/besteffort/pod<uid>/<id>` (cgroupfs driver) or
 /// `kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>` (systemd driver).
@@ -77,15 +86,29 @@ pub fn join(spec: &ContainerSpec) {
         }
         let leaf = parent.join(SHIM_CGROUP_LEAF);
         let moved = std::fs::create_dir_all(&leaf)
+            .and_then(|()| inherit_cpuset(&parent, &leaf))
             .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &pid));
         match moved {
             Ok(()) => joined.push(leaf),
             Err(err) => {
-                tracing::warn!(leaf = %leaf.display(), %err, "cannot join the pod's cgroup")
+                let _ = std::fs::remove_dir(&leaf);
+                tracing::warn!(leaf = %leaf.display(), %err, "cannot join the pod's cgroup");
             }
         }
     }
     tracing::info!(cgroups = ?*joined, "shim joined its pod's cgroup");
+}
+
+/// A new cgroup v1 cpuset starts with no CPUs and no memory nodes, and takes no process until
+/// it has some: give it its parent's.
+fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = leaf.join(file);
+        if mine.exists() && std::fs::read_to_string(&mine)?.trim().is_empty() {
+            std::fs::write(&mine, std::fs::read_to_string(parent.join(file))?.trim())?;
+        }
+    }
+    Ok(())
 }
 
 /// Leaves the pod's cgroup (back to each hierarchy's root) and removes the leaf, so the kubelet
@@ -123,6 +146,9 @@ pub fn enter_netns(bundle: &Path) -> Result<(), String> {
             path.display()
         )
     })?;
+    let host = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| format!("opening the shim's own network namespace: {e}"))?;
+    let _ = HOST_NETNS.set(host.into());
     nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
         format!(
             "joining the pod's network namespace {}: {e}",

@@ -115,6 +115,18 @@ impl runc::asynchronous::Spawner for ReapedSpawner {
     async fn execute(&self, cmd: runc::Command) -> runc::Result<(ExitStatus, u32, String, String)> {
         // Spawned through std, not tokio: tokio would try to reap the child itself.
         let mut cmd = cmd.into_std();
+        if let Some(host_netns) = crate::pod::host_netns_fd() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setns(2), which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(host_netns, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd
             .spawn()
             .map_err(runc::error::Error::ProcessSpawnFailed)?;

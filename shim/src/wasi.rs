@@ -69,7 +69,11 @@ pub fn builder(spec: &ContainerSpec, stdio: GuestStdio) -> Result<WasiCtxBuilder
             })?;
     }
     // Sockets are made in the shim's network namespace, which is the pod's (see `netns.rs`).
-    builder.inherit_network().allow_ip_name_lookup(true);
+    builder
+        .inherit_network()
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(true);
     Ok(builder)
 }
 

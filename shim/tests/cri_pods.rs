@@ -73,6 +73,7 @@ async fn a_wasm_pod_runs_logs_exits_zero_and_tears_down() {
 }
 
 #[tokio::test]
+#[ignore = "containerd 1.7 speaks task API v2; the containerd-shim 0.12 crate serves only v3, so 1.7 answers 'unsupported shim version (3)' (docs/architecture.md)"]
 async fn a_wasm_pod_runs_on_containerd_1_7() {
     a_wasm_pod_lives_and_goes(ContainerdVersion::V1_7).await;
 }
@@ -117,22 +118,24 @@ async fn a_wasm_container_and_a_busybox_sidecar_share_the_pod() {
         .expect("ExecSync into the sidecar");
     assert_eq!((out.exit_code, out.stdout.as_str()), (0, "ok\n"), "{out:?}");
 
-    // The sidecar reaches the Wasm listener on localhost: one network namespace.
+    // The sidecar reaches the Wasm listener on localhost: one network namespace. (busybox
+    // nc, not wget: Debian's static busybox wget dies of SIGSEGV in a minimal rootfs.)
     let out = f
         .cri
         .exec_sync(
             &sidecar.id,
-            &["wget", "-q", "-T", "5", "-O-", "http://127.0.0.1:18080/"],
+            &[
+                "sh",
+                "-c",
+                r"printf 'GET / HTTP/1.0\r\n\r\n' | nc 127.0.0.1 18080",
+            ],
             15,
         )
         .await
-        .expect("ExecSync wget");
-    assert_eq!(
-        (out.exit_code, out.stdout.as_str()),
-        (0, "hello from wasm\n"),
-        "{out:?}\n{}",
-        f.log_tail()
-    );
+        .expect("ExecSync nc");
+    assert_eq!(out.exit_code, 0, "{out:?}\n{}", f.log_tail());
+    assert!(out.stdout.starts_with("HTTP/1.0 200 OK\r\n"), "{out:?}");
+    assert!(out.stdout.ends_with("\r\n\r\nhello from wasm\n"), "{out:?}");
     wait_for_log_line(&wasm.log_path, "answered a connection", EXIT)
         .await
         .expect("the Wasm container logged the connection");
@@ -370,6 +373,26 @@ async fn teardown_leaves_no_shim_runc_container_mount_netns_or_cgroup() {
         shims[0].0,
         pod.cgroup_parent()
     );
+    // It sits there for the controllers that account and limit: memory and CPU (v1), or the
+    // unified hierarchy when the pod has a directory there.
+    let shim_cgroups = cri_common::cgroups_of(shims[0].0);
+    let parent = pod.cgroup_parent();
+    let has_unified_pod_dir = cgroup::existing_dirs(&parent)
+        .expect("dirs")
+        .iter()
+        .any(|d| d.join("cgroup.controllers").exists());
+    for (controllers, path) in &shim_cgroups {
+        let counts = controllers
+            .split(',')
+            .any(|c| c == "memory" || c == "cpu" || c == "cpuacct")
+            || controllers.is_empty() && has_unified_pod_dir;
+        if counts {
+            assert!(
+                path.starts_with(&parent),
+                "the shim's {controllers:?} cgroup is {path}, not in the pod's {parent}: {shim_cgroups:?}"
+            );
+        }
+    }
     // The checks below can see what they look for: runc state of the sandbox and the sidecar,
     // the netns mount.
     let runc_state = cri_common::runc_state_dirs(

@@ -51,13 +51,23 @@ struct Served {
 
 impl Served {
     async fn start(env: &[(&str, &str)]) -> Served {
+        Served::start_with(env, false).await
+    }
+
+    /// `fifo`: stdout is a FIFO, as containerd hands over, instead of a plain file.
+    async fn start_with(env: &[(&str, &str)], fifo: bool) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("rootfs");
         std::fs::create_dir_all(&root).expect("rootfs");
         std::fs::write(root.join("hello-http.wasm"), hello_http_wasm()).expect("guest");
         let stdout = dir.path().join("stdout");
         let stderr = dir.path().join("stderr");
-        std::fs::write(&stdout, "").expect("stdout");
+        if fifo {
+            nix::unistd::mkfifo(&stdout, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .expect("mkfifo");
+        } else {
+            std::fs::write(&stdout, "").expect("stdout");
+        }
         std::fs::write(&stderr, "").expect("stderr");
         let port = free_port();
         let mut vars = vec![("PORT".to_string(), port.to_string())];
@@ -75,7 +85,7 @@ impl Served {
         assert_eq!(guest.kind(), "wasi:http/proxy component");
         let stdio = StdioPaths::parse(
             "",
-            &format!("file://{}", stdout.display()),
+            &stdout.display().to_string(),
             &format!("file://{}", stderr.display()),
         )
         .expect("stdio");
@@ -319,6 +329,34 @@ async fn serves_hello_http_requests() {
     let status = served.ends_with(SIGTERM).await;
     assert_eq!(status.code, 0, "{status:?}");
     upstream_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_output_reaches_the_stdout_fifo_in_whole_lines() {
+    let served = Served::start_with(&[], true).await;
+    let mut fifo = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(&served.stdout)
+        .expect("open the stdout FIFO");
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let port = served.port;
+            tokio::spawn(async move { send(port, Method::GET, "/", Bytes::new()).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.expect("request").0, StatusCode::OK);
+    }
+    let mut read = Vec::new();
+    let mut buf = [0u8; 4096];
+    while read.iter().filter(|b| **b == b'\n').count() < 20 {
+        let n = tokio::time::timeout(Duration::from_secs(5), fifo.read(&mut buf))
+            .await
+            .expect("20 lines within 5 s")
+            .expect("read");
+        read.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&read), "GET /\n".repeat(20));
+    assert_eq!(served.ends_with(SIGTERM).await.code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

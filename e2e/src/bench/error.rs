@@ -27,12 +27,6 @@ pub enum BenchError {
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("`ctr {args}` printed {stdout:?}, expected it to contain {expected:?}")]
-    UnexpectedOutput {
-        args: String,
-        stdout: String,
-        expected: String,
-    },
     #[error("spawning {what}: {source}")]
     Spawn {
         what: String,

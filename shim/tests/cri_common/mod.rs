@@ -152,6 +152,22 @@ pub fn spore_shims(containerd: &Containerd) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// `(controllers, path)` of each line of `/proc/<pid>/cgroup` (controllers empty for the
+/// unified v2 hierarchy).
+pub fn cgroups_of(pid: i32) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?.to_owned();
+            let path = parts.next()?.to_owned();
+            Some((controllers, path))
+        })
+        .collect()
+}
+
 /// Number of open file descriptors of a process.
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
