@@ -48,6 +48,18 @@ pub struct WasmConfig {
     /// The component's world; present when `os` is `wasip2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<ComponentConfig>,
+    /// An OCI image config's `config` section with an `Entrypoint`: containerd's CRI reads the
+    /// config blob as an image config and refuses a container without a command, so a pod of
+    /// an artifact would otherwise have to name one. Spore ignores it when it runs the layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<RuntimeDefaults>,
+}
+
+/// The part of an OCI image config that containerd uses to make a container's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeDefaults {
+    #[serde(rename = "Entrypoint")]
+    pub entrypoint: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +124,12 @@ pub fn build_artifact(
             }),
             WasmKind::CoreModule => None,
         },
+        config: Some(RuntimeDefaults {
+            entrypoint: vec![format!(
+                "/{}",
+                metadata.title.as_deref().unwrap_or("component.wasm")
+            )],
+        }),
     };
     let config_blob = Config::new(
         serde_json::to_vec(&config)?,

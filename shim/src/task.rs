@@ -23,7 +23,7 @@ use wasmtime::Engine;
 use crate::container::exec::ExecProcess;
 use crate::container::native::NativeContainer;
 use crate::container::wasm::{Linkers, WasmGuest};
-use crate::container::{Container, ExitHook, Phase, Workload};
+use crate::container::{Container, ContainerSetup, ExitHook, Phase, Workload};
 use crate::error::ShimError;
 use crate::exit::ExitStatus;
 use crate::guest_source::{GuestSource, Origin};
@@ -242,12 +242,14 @@ impl TaskService {
             crate::pod::join(&spec);
         }
         let container = Container::new(
-            req.id.clone(),
-            bundle,
-            spec,
-            stdio,
-            req.terminal,
-            mounted,
+            ContainerSetup {
+                id: req.id.clone(),
+                bundle,
+                spec,
+                stdio,
+                terminal: req.terminal,
+                mounted_rootfs: mounted,
+            },
             workload,
             self.exit_hook(),
         );

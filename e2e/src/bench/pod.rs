@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::fixture::{Fixture, machine_line};
-use super::pss::{pod_processes, process_pss_kib, total_pss_kib};
+use super::pss::{pod_processes, process_pss_kib, pss_by_command_kib, total_pss_kib};
 use super::stats::{Summary, Table, fmt_ms, millis, ratio};
 use super::{BenchArgs, BenchError};
 use crate::cri_log::read_cri_log;
@@ -82,6 +82,8 @@ struct Memory {
     total_kib: u64,
     base_kib: u64,
     containerd_growth_kib: i64,
+    /// PSS by process name, e.g. the shims apart from pause and the containers.
+    by_command: Vec<(String, u64)>,
 }
 
 pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
@@ -217,6 +219,7 @@ async fn pod_memory(
             total_kib,
             base_kib,
             containerd_growth_kib: containerd_pss() - containerd_base,
+            by_command: pss_by_command_kib(&pids).into_iter().collect(),
         });
         eprintln!(
             "  {count} pods: {processes} processes, {:.1} MiB PSS",
@@ -338,6 +341,7 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
         "PSS per pod (MiB)",
         "marginal PSS per pod since previous row (MiB)",
         "containerd's own PSS growth per pod (MiB)",
+        "per pod by process name (MiB)",
     ]);
     let mib = |kib: f64| format!("{:.2}", kib / 1024.0);
     for (side, measured) in rows {
@@ -355,6 +359,13 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
                 mib(per_pod),
                 mib(marginal),
                 mib(m.containerd_growth_kib as f64 / m.pods as f64),
+                m.by_command
+                    .iter()
+                    .map(|(command, kib)| {
+                        format!("{command} {:.2}", *kib as f64 / 1024.0 / m.pods as f64)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ]);
         }
     }

@@ -2,7 +2,7 @@
 //! counted once in total across the processes sharing it, so a sum over processes is the memory
 //! they really cost together.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Containerd, Pod, cgroup};
 
@@ -44,6 +44,21 @@ pub fn total_pss_kib(pids: &BTreeSet<i32>) -> (u64, usize) {
         .fold((0, 0), |(sum, n), kib| (sum + kib, n + 1))
 }
 
+/// The summed PSS (KiB) of `pids` grouped by process name (`/proc/PID/comm`).
+pub fn pss_by_command_kib(pids: &BTreeSet<i32>) -> BTreeMap<String, u64> {
+    let mut by_command = BTreeMap::new();
+    for pid in pids {
+        let Some(kib) = process_pss_kib(*pid) else {
+            continue;
+        };
+        let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_else(|_| "?".into());
+        *by_command.entry(command).or_insert(0) += kib;
+    }
+    by_command
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +82,8 @@ mod tests {
         let (total, read) = total_pss_kib(&BTreeSet::from([own, i32::MAX]));
         assert_eq!(read, 1);
         assert!(total > 0);
+        let by_command = pss_by_command_kib(&BTreeSet::from([own]));
+        assert_eq!(by_command.len(), 1);
+        assert!(by_command.values().all(|kib| *kib > 0));
     }
 }

@@ -39,6 +39,9 @@ const IGNORED_BY_DEFAULT: [u32; 4] = [
     libc::SIGWINCH as u32,
 ];
 
+/// The least time between a container's start and its reported exit (see `Container::end`).
+const START_TO_EXIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What runs in a container.
 pub enum Workload {
     Wasm(Arc<WasmGuest>),
@@ -123,6 +126,17 @@ impl Lifecycle {
     }
 }
 
+/// What task Create knows about a container before its workload exists.
+pub struct ContainerSetup {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub spec: ContainerSpec,
+    pub stdio: StdioPaths,
+    pub terminal: bool,
+    /// Where the shim mounted the rootfs, to unmount at delete.
+    pub mounted_rootfs: Option<PathBuf>,
+}
+
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
@@ -136,21 +150,21 @@ pub struct Container {
     kill: watch::Sender<Option<u32>>,
     pub usage: Arc<Usage>,
     pub created_at: SystemTime,
+    started_at: Mutex<Option<SystemTime>>,
     execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
     on_exit: ExitHook,
 }
 
 impl Container {
-    pub fn new(
-        id: String,
-        bundle: PathBuf,
-        spec: ContainerSpec,
-        stdio: StdioPaths,
-        terminal: bool,
-        mounted_rootfs: Option<PathBuf>,
-        workload: Workload,
-        on_exit: ExitHook,
-    ) -> Arc<Self> {
+    pub fn new(setup: ContainerSetup, workload: Workload, on_exit: ExitHook) -> Arc<Self> {
+        let ContainerSetup {
+            id,
+            bundle,
+            spec,
+            stdio,
+            terminal,
+            mounted_rootfs,
+        } = setup;
         let container = Arc::new(Container {
             id,
             bundle,
@@ -163,6 +177,7 @@ impl Container {
             kill: watch::channel(None).0,
             usage: Arc::new(Usage::default()),
             created_at: SystemTime::now(),
+            started_at: Mutex::new(None),
             execs: Mutex::new(HashMap::new()),
             on_exit,
         });
@@ -200,15 +215,29 @@ impl Container {
         self.lifecycle.phase()
     }
 
-    fn end(&self, status: ExitStatus) {
+    fn end(&self, mut status: ExitStatus) {
+        // containerd stamps a container's start when our Start answer reaches it; a guest that
+        // ends within that round trip would otherwise exit "before" it started.
+        if let Some(started) = self.started_at()
+            && status.at < started + START_TO_EXIT_MARGIN
+        {
+            status.at = started + START_TO_EXIT_MARGIN;
+        }
         if self.lifecycle.finish(status.clone()) {
             (self.on_exit)(self, None, &status);
         }
     }
 
     /// Starts the container's main process.
+    fn started_at(&self) -> Option<SystemTime> {
+        self.started_at.lock().ok().and_then(|t| *t)
+    }
+
     pub async fn start(self: &Arc<Self>) -> Result<(), ShimError> {
         self.lifecycle.begin(&self.id)?;
+        if let Ok(mut t) = self.started_at.lock() {
+            *t = Some(SystemTime::now());
+        }
         match &self.workload {
             Workload::Native { runc, .. } => runc.start().await,
             Workload::Wasm(guest) => {

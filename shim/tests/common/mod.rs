@@ -46,11 +46,8 @@ impl Fixture {
         )
         .expect("containerd starts");
         let mut builder = ImageBuilder::new();
-        for name in ["hello"] {
-            builder = builder.file(&format!("/{name}.wasm"), guest("wasm32-wasip2", name));
-        }
         for name in [
-            "trap", "spin", "membomb", "exit3", "sleeper", "files", "cat",
+            "hello", "trap", "spin", "membomb", "exit3", "sleeper", "files", "cat",
         ] {
             builder = builder.file(&format!("/{name}.wasm"), guest("wasm32-wasip2", name));
         }
