@@ -240,7 +240,8 @@ mod tests {
                     "exports": ["wasi:cli/run@0.2.3"],
                     "imports": ["wasi:cli/stdout@0.2.3"],
                     "target": "wasi:cli/command@0.2.3"
-                }
+                },
+                "config": {"Entrypoint": ["/app.wasm"]}
             })
         );
     }

@@ -14,6 +14,10 @@ pub struct Fixture {
     pub wasm_image: String,
     /// Debian's static busybox.
     pub busybox_image: String,
+    /// The `spore` CRI handler's compile cache (`CacheDir`), fresh for each run, so a pod
+    /// bench's warm-up compiles. `ctr run` passes no runtime options: the `start` bench's shim
+    /// uses its default cache (`/var/lib/spore/cache`).
+    pub cache_dir: tempfile::TempDir,
 }
 
 /// Where `hack/build-guests.sh` puts a wasm32-wasip2 guest.
@@ -47,10 +51,19 @@ impl Fixture {
             .file("/sleeper.wasm", read_guest("sleeper")?)
             .entrypoint(["/hello.wasm"])
             .build()?;
+        let cache_dir = tempfile::Builder::new()
+            .prefix("spore-bench-cache-")
+            .tempdir()
+            .map_err(|source| BenchError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let cache_toml = serde_json::Value::from(cache_dir.path().to_string_lossy()).to_string();
         let registry = Registry::start()?;
         let containerd = Containerd::start(
             ContainerdOptions::default()
                 .shim_dir(shim_dir)
+                .spore_option("CacheDir", cache_toml)
                 .plain_http_registry(registry.host())
                 .import_pause_image(import_pause),
         )?;
@@ -64,6 +77,7 @@ impl Fixture {
             containerd,
             wasm_image,
             busybox_image,
+            cache_dir,
         })
     }
 }

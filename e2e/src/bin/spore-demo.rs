@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use spore_e2e::image::ImageBuilder;
-use spore_e2e::{Containerd, ContainerdOptions, Registry};
+use spore_e2e::{ContainerSpec, Containerd, ContainerdOptions, CriClient, Registry};
 
 fn main() -> ExitCode {
     match run() {
@@ -38,8 +38,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let containerd = Containerd::start(
         ContainerdOptions::default()
             .spore_shim_from_target()
-            .plain_http_registry(registry.host())
-            .import_pause_image(false),
+            .plain_http_registry(registry.host()),
     )?;
     println!("    containerd socket {}", containerd.socket().display());
 
@@ -81,12 +80,65 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         took.as_millis()
     );
 
+    step("an HTTP component as a pod through CRI (what the kubelet does): examples/hello-http");
+    let http_path = spore_e2e::tools::target_dir().join("wasm32-wasip2/release/hello-http.wasm");
+    let http_wasm = std::fs::read(&http_path).map_err(|e| {
+        format!(
+            "{}: {e} (run `bash hack/build-guests.sh`)",
+            http_path.display()
+        )
+    })?;
+    let http_image = ImageBuilder::new()
+        .file("/hello-http.wasm", http_wasm)
+        .entrypoint(["/hello-http.wasm"])
+        .build()?
+        .push_http(&registry.host(), "spore/hello-http", "latest")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_http_pod(&containerd, &http_image))?;
+
     let left = containerd.shutdown();
     if !left.is_empty() {
         return Err(format!("containerd left things behind: {left}").into());
     }
     step("done: containerd stopped, nothing left behind");
     Ok(())
+}
+
+async fn serve_http_pod(
+    containerd: &Containerd,
+    image: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut cri = CriClient::for_containerd(containerd).await?;
+    cri.pull_image(image).await?;
+    let pod = cri
+        .run_pod_sandbox("hello-http", "default", "spore")
+        .await?;
+    let spec = ContainerSpec::new("web", image).env("GREETING_NAME", "Kubernetes");
+    cri.run_container(&pod, &spec).await?;
+    let ip = cri.pod_ip(&pod.id).await?.ok_or("the pod has no IP")?;
+    let addr = std::net::SocketAddr::from((ip, 8080));
+    println!("    pod {} (handler spore) at {addr}", &pod.id[..12]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        match get(addr) {
+            Ok(answer) => break answer,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => return Err(format!("GET http://{addr}/: {e}").into()),
+        }
+    };
+    println!("    $ curl http://{addr}/");
+    print!("{}", indent(&answer));
+    cri.teardown_pod(&pod).await?;
+    Ok(())
+}
+
+/// `GET /`; returns the body.
+fn get(addr: std::net::SocketAddr) -> Result<String, spore_e2e::http::HttpError> {
+    spore_e2e::http::request("GET", &format!("http://{addr}/"), &[], b"").map(|r| r.text())
 }
 
 fn indent(text: &str) -> String {
