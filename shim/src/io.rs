@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use tokio::io::AsyncWriteExt;
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 
@@ -99,22 +101,65 @@ impl GuestStdio {
     }
 }
 
-/// Opens a FIFO or file for writing. FIFOs are opened read-write, as containerd's runc shim
-/// does: the open never waits for a reader, and a reader that goes away (`ctr run -d` exits)
-/// does not turn the guest's next write into a broken pipe; output then waits in the pipe.
+/// How long the shim waits for containerd to open the reading end of an output FIFO.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a FIFO or file for writing.
+///
+/// A FIFO is opened twice. First write-only, which waits until containerd's reader has it open:
+/// a pipe whose last descriptor closes while no reader holds it drops what is in it, so a guest
+/// that prints and exits before containerd opened its end would lose its output. Then
+/// read-write, the descriptor that is kept, as containerd's runc shim does: a reader that goes
+/// away (`ctr run -d` exits) does not turn the guest's next write into a broken pipe.
 pub async fn open_writer(stream: &'static str, path: &Path) -> Result<tokio::fs::File, ShimError> {
-    tokio::fs::OpenOptions::new()
-        .read(true)
+    let error = |source| ShimError::Stdio {
+        stream,
+        path: path.display().to_string(),
+        source,
+    };
+    let is_fifo = tokio::fs::metadata(path)
+        .await
+        .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        .map_err(error)?;
+    let reader_present = if is_fifo {
+        Some(wait_for_reader(path).await)
+    } else {
+        None
+    };
+    let file = tokio::fs::OpenOptions::new()
+        .read(is_fifo)
         .write(true)
         .append(true)
         .create(false)
         .open(path)
         .await
-        .map_err(|source| ShimError::Stdio {
-            stream,
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(error)?;
+    drop(reader_present);
+    Ok(file)
+}
+
+/// Waits (cancellably) until a reader has the FIFO at `path` open: a non-blocking write-only
+/// open fails with ENXIO until then. Gives up after [`READER_WAIT`]; the descriptor is kept by
+/// the caller until its own is open.
+async fn wait_for_reader(path: &Path) -> Option<std::fs::File> {
+    let deadline = tokio::time::Instant::now() + READER_WAIT;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => return Some(file),
+            Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(path = %path.display(), "no reader opened the output FIFO in time");
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 fn open_reader(

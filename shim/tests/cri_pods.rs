@@ -57,6 +57,14 @@ async fn a_wasm_pod_lives_and_goes(version: ContainerdVersion) {
         "{status:?}"
     );
 
+    // containerd copies the output into the log file on its own; it may trail the exit status.
+    spore_e2e::cri_log::wait_for_log_line(
+        &container.log_path,
+        r#"args: ["one", "two words"]"#,
+        EXIT,
+    )
+    .await
+    .expect("the output reaches the CRI log");
     let lines = read_cri_log(&container.log_path).expect("a kubelet-format CRI log");
     assert_eq!(
         stream_text(&lines, LogStream::Stdout),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::BenchError;
 
 pub const USAGE: &str = "spore-bench start|pod [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
-[--pods 1,10,50] [--skip-latency] [--skip-memory]";
+[--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache]";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -30,6 +30,10 @@ pub struct BenchArgs {
     pub pod_counts: Vec<usize>,
     pub skip_latency: bool,
     pub skip_memory: bool,
+    /// `start`: measured rounds of the compile cache's cold/warm columns.
+    pub cache_n: usize,
+    /// `start`: leave the compile cache's columns out.
+    pub skip_cache: bool,
 }
 
 impl BenchArgs {
@@ -53,6 +57,8 @@ impl BenchArgs {
             pod_counts: vec![1, 10, 50],
             skip_latency: false,
             skip_memory: false,
+            cache_n: 10,
+            skip_cache: false,
         };
         while let Some(arg) = argv.next() {
             let mut value = |flag: &str| {
@@ -75,6 +81,8 @@ impl BenchArgs {
                 }
                 "--skip-latency" => args.skip_latency = true,
                 "--skip-memory" => args.skip_memory = true,
+                "--cache-n" => args.cache_n = parse_count(&value("--cache-n")?)?,
+                "--skip-cache" => args.skip_cache = true,
                 positional if !positional.starts_with('-') => args.n = parse_count(positional)?,
                 flag => return Err(usage(format!("unknown flag {flag:?}"))),
             }
@@ -103,6 +111,7 @@ mod tests {
         let start = BenchArgs::parse(&["start"]).expect("valid");
         assert_eq!((start.mode, start.n), (Mode::Start, 20));
         assert!(start.shim_dir.ends_with("release"));
+        assert_eq!((start.cache_n, start.skip_cache), (10, false));
         let pod = BenchArgs::parse(&["pod"]).expect("valid");
         assert_eq!((pod.mode, pod.n), (Mode::Pod, 10));
         assert_eq!(
@@ -124,8 +133,12 @@ mod tests {
             "--skip-latency",
             "--shim-dir",
             "/x",
+            "--cache-n",
+            "3",
+            "--skip-cache",
         ])
         .expect("valid");
+        assert_eq!((a.cache_n, a.skip_cache), (3, true));
         assert_eq!(a.n, 4);
         assert_eq!(a.handler_a, "runc");
         assert_eq!(a.pod_counts, [1, 10]);
@@ -140,6 +153,7 @@ mod tests {
             &["bench"][..],
             &["start", "0"][..],
             &["start", "--n"][..],
+            &["start", "--cache-n", "0"][..],
             &["pod", "--pods", "1,x"][..],
             &["pod", "--frobnicate"][..],
         ] {

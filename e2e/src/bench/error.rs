@@ -34,6 +34,12 @@ pub enum BenchError {
     },
     #[error("timed out after {secs} s waiting for {what}")]
     Timeout { what: String, secs: f64 },
+    #[error("generating the large Wasm module: {0}")]
+    Generate(String),
+    #[error(
+        "the shim wrote no compiled code to {dir}: it did not take `CacheDir` from `ctr run --runtime-config-path`"
+    )]
+    CacheUnused { dir: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -3,6 +3,7 @@
 //! same private containerd. Results print as markdown tables.
 
 pub mod args;
+pub mod cache_cols;
 pub mod ctr_events;
 pub mod error;
 pub mod fixture;

@@ -1,7 +1,8 @@
 //! `spore-bench start` (issue 2): wall time of create+start+exit+delete of one short task
 //! through containerd with `ctr run --rm`, Spore (`examples/hello`) against runc (busybox
 //! `echo`), interleaved, then the same tasks split into phases with `ctr container create`,
-//! `ctr task start -d`, the bundle's files and containerd's task events.
+//! `ctr task start -d`, the bundle's files and containerd's task events; then the compile
+//! cache's cold and warm columns for a small and a large guest (`cache_cols`).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -133,6 +134,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     drop(events);
 
     print_results(args.n, &sides, &e2e, warmups, silent, &phases, &ctr_alone);
+    if !args.skip_cache {
+        super::cache_cols::run(&fixture, args.cache_n)?;
+    }
     let leftovers = fixture.containerd.shutdown();
     if !leftovers.is_empty() {
         eprintln!("warning: containerd left {leftovers:?}");
