@@ -244,6 +244,20 @@ impl CriClient {
         Ok(response.into_inner().image)
     }
 
+    /// RemoveImage, as the kubelet's image garbage collection does.
+    pub async fn remove_image(&mut self, image: &str) -> Result<(), CriError> {
+        self.images
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(call_error("RemoveImage"))?;
+        Ok(())
+    }
+
     /// Creates the pod's cgroup (cgroupfs driver, as the kubelet does first) and its log
     /// directory, then RunPodSandbox.
     pub async fn run_pod(&mut self, spec: PodSpec) -> Result<Pod, CriError> {

@@ -28,6 +28,7 @@ pub struct GuestSource {
     namespace: String,
     cache: OnceCell<Arc<CompileCache>>,
     store: OnceCell<Option<ContentStore>>,
+    collected: std::sync::Once,
 }
 
 impl GuestSource {
@@ -38,6 +39,7 @@ impl GuestSource {
             namespace,
             cache: OnceCell::new(),
             store: OnceCell::new(),
+            collected: std::sync::Once::new(),
         }
     }
 
@@ -120,6 +122,7 @@ impl GuestSource {
                 let guest = content::artifact_guest(&self.engine, &cache, store, &layer)
                     .await
                     .map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
+                self.collect_once(cache, store);
                 Ok((guest, name))
             }
             Origin::Rootfs => {
@@ -137,6 +140,29 @@ impl GuestSource {
                 Ok((guest, name))
             }
         }
+    }
+
+    /// Once per shim, in the background: removes compiled code of layers no longer in
+    /// containerd's content store (images deleted since). Entries of rootfs files are kept.
+    fn collect_once(&self, cache: Arc<CompileCache>, store: &ContentStore) {
+        self.collected.call_once(|| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let present = match store.digests().await {
+                    Ok(present) => present,
+                    Err(err) => return tracing::warn!(%err, "listing content for cache cleanup"),
+                };
+                let removed = tokio::task::spawn_blocking(move || {
+                    cache.retain(|digest| present.contains(&digest.to_string()))
+                })
+                .await;
+                match removed {
+                    Ok(Ok(removed)) => tracing::debug!(?removed, "compile cache cleaned"),
+                    Ok(Err(err)) => tracing::warn!(%err, "compile cache cleanup"),
+                    Err(err) => tracing::warn!(%err, "compile cache cleanup task"),
+                }
+            });
+        });
     }
 
     pub fn cache_stats(&self) -> Option<(u64, u64)> {

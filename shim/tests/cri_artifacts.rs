@@ -301,3 +301,53 @@ async fn two_first_starts_of_one_new_component_both_run() {
         node.cri.teardown_pod(pod).await.expect("teardown");
     }
 }
+
+#[tokio::test]
+async fn compiled_code_of_removed_images_is_cleaned_up() {
+    let mut node = Node::start().await;
+    let first = WasmArtifact::new(guest("hello"))
+        .build()
+        .push_http(&node.registry.host(), "spore/gone", "v1")
+        .expect("push");
+    node.cri.pull_image(&first).await.expect("pull");
+    assert_eq!(node.run_once("gone", &first).await[0], HELLO_GREETING);
+    let old_entries = node.cache_entries();
+    assert_eq!(old_entries.len(), 1, "{old_entries:?}");
+
+    // The image goes (the kubelet's image GC); the next shim's first artifact start cleans up.
+    node.cri.remove_image(&first).await.expect("RemoveImage");
+    let second = WasmArtifact::new(cri_common::guest("files"))
+        .build()
+        .push_http(&node.registry.host(), "spore/stays", "v1")
+        .expect("push");
+    node.cri.pull_image(&second).await.expect("pull");
+    let pod = node
+        .cri
+        .run_pod_sandbox("stays", "default", HANDLER)
+        .await
+        .expect("pod");
+    let c = node
+        .cri
+        .run_container(
+            &pod,
+            &ContainerSpec::new("app", &second).command(["files.wasm"]),
+        )
+        .await
+        .expect("container");
+    node.cri.wait_for_exit(&c.id, EXIT).await.expect("exits");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while old_entries.iter().any(|e| e.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed image's entry is still there: {old_entries:?}\n{}",
+            node.containerd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        node.cache_entries().len(),
+        1,
+        "only the present image's code is left"
+    );
+    node.cri.teardown_pod(&pod).await.expect("teardown");
+}

@@ -479,7 +479,7 @@ async fn twenty_pods_in_a_row_all_succeed_and_leak_nothing() {
         f.cri
             .teardown_pod(&pod)
             .await
-            .unwrap_or_else(|e| panic!("pod {i} teardown: {e}"));
+            .unwrap_or_else(|e| panic!("pod {i} teardown: {e}\n{}", f.log_tail()));
         let remains = wait_until_nothing_remains(&f.containerd, &trace, GONE).await;
         assert!(
             remains.is_empty(),

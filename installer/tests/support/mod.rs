@@ -171,7 +171,9 @@ impl ScratchHost {
 set -eu
 dir='{d}'
 echo restart >> "$dir/restarts.log"
-if [ -f "$dir/containerd.pid" ]; then
+# Only the containerd this script started on this config: a pid file can outlive its process,
+# and on a busy machine the pid may already belong to another test's process.
+if [ -f "$dir/containerd.pid" ] && tr '\0' ' ' < "/proc/$(cat "$dir/containerd.pid")/cmdline" 2>/dev/null | grep -qF -- '{config}'; then
   pid=$(cat "$dir/containerd.pid")
   kill "$pid" 2>/dev/null || true
   i=0
@@ -278,6 +280,15 @@ impl Drop for ScratchHost {
         let Ok(pid) = pid.trim().parse::<i32>() else {
             return;
         };
+        // The pid file can outlive its containerd, and the pid be reused by another test's
+        // process: only signal the containerd running on this host's config.
+        let config = self.config.display().to_string();
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| String::from_utf8_lossy(&raw).contains(&config))
+            .unwrap_or(false);
+        if !ours {
+            return;
+        }
         let alive = || {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .map(|s| {
