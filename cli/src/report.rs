@@ -181,7 +181,7 @@ impl Verdict {
 pub enum Content {
     WasmArtifact {
         #[serde(skip_serializing_if = "Option::is_none")]
-        config: Option<WasmConfig>,
+        config: Option<Box<WasmConfig>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         config_error: Option<String>,
         /// The imports and exports read from the layer itself.
@@ -225,7 +225,7 @@ pub fn judge_wasm_artifact(
     binary: Result<WasmWorld, WasmFileError>,
 ) -> (Content, Verdict) {
     let (config, config_error) = match serde_json::from_slice::<WasmConfig>(config_blob) {
-        Ok(config) => (Some(config), None),
+        Ok(config) => (Some(Box::new(config)), None),
         Err(e) => (None, Some(format!("the config is not a Wasm config: {e}"))),
     };
     let verdict = match &binary {
