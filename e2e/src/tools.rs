@@ -26,6 +26,21 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// A Wasm guest built by `hack/build-guests.sh` for `target` (`wasm32-wasip2`, `wasm32-wasip1`);
+/// the error says how to build it.
+pub fn guest_wasm(target: &str, name: &str) -> Result<Vec<u8>, String> {
+    let path = target_dir()
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).map_err(|e| {
+        format!(
+            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
+            path.display()
+        )
+    })
+}
+
 /// Cargo's debug output directory (`target/debug`), where the shim binary is built.
 pub fn debug_bin_dir() -> PathBuf {
     target_dir().join("debug")

@@ -14,17 +14,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 fn guest(target: &str, name: &str) -> Vec<u8> {
-    let path = spore_e2e::tools::repo_root()
-        .join("target")
-        .join(target)
-        .join("release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
-            path.display()
-        )
-    })
+    spore_e2e::tools::guest_wasm(target, name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn hello() -> Vec<u8> {

@@ -14,17 +14,7 @@ pub const NAMESPACE: &str = "default";
 
 /// Where `hack/build-guests.sh` puts a guest.
 pub fn guest(target: &str, name: &str) -> Vec<u8> {
-    let path = spore_e2e::tools::repo_root()
-        .join("target")
-        .join(target)
-        .join("release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
-            path.display()
-        )
-    })
+    spore_e2e::tools::guest_wasm(target, name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct Fixture {

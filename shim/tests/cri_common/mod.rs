@@ -21,17 +21,7 @@ pub const HELLO_GREETING: &str = "Hello, world, from a Wasm component on Spore!"
 
 /// Where `hack/build-guests.sh` puts a wasm32-wasip2 guest.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = spore_e2e::tools::repo_root()
-        .join("target")
-        .join("wasm32-wasip2")
-        .join("release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "guest {} is missing ({e}): run `bash hack/build-guests.sh` first",
-            path.display()
-        )
-    })
+    spore_e2e::tools::guest_wasm("wasm32-wasip2", name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A plain image with every guest the CRI tests use at `/NAME.wasm`, a text file at
