@@ -15,6 +15,7 @@ pub mod exit;
 pub mod guest_source;
 pub mod http;
 pub mod io;
+pub mod legacy;
 pub mod limits;
 pub mod logging;
 pub mod options;

@@ -20,6 +20,14 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // containerd 1.7 speaks the task API v2, which the containerd-shim crate does not serve.
+    if spore_shim::legacy::wanted(std::env::var("MAX_SHIM_VERSION").ok().as_deref()) {
+        if let Err(err) = runtime.block_on(spore_shim::legacy::run()) {
+            eprintln!("spore shim: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let config = Config {
         // Logging goes through `tracing` to containerd's shim log; see `logging.rs`.
         no_setup_logger: true,

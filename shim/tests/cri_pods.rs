@@ -87,7 +87,6 @@ async fn a_wasm_pod_runs_logs_exits_zero_and_tears_down() {
 }
 
 #[tokio::test]
-#[ignore = "containerd 1.7 speaks task API v2; the containerd-shim 0.12 crate serves only v3, so 1.7 answers 'unsupported shim version (3)' (docs/architecture.md)"]
 async fn a_wasm_pod_runs_on_containerd_1_7() {
     a_wasm_pod_lives_and_goes(ContainerdVersion::V1_7).await;
 }
