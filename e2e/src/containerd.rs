@@ -529,6 +529,19 @@ impl Containerd {
     }
 
     /// Everything this instance has running or mounted right now besides containerd itself.
+    /// Waits up to `limit` for [`Self::leftovers`] to be empty (a shim exits a moment after
+    /// containerd's last Shutdown); returns what is left then.
+    pub fn leftovers_after(&self, limit: std::time::Duration) -> Leftovers {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || std::time::Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn leftovers(&self) -> Leftovers {
         Leftovers {
             shims: self.shim_processes(),

@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let status = guest
-        .run(&spec, &stdio, Arc::new(Usage::default()), kill_rx)
+        .run(&spec, &stdio, None, Arc::new(Usage::default()), kill_rx)
         .await;
     if let Some(message) = status.message {
         eprintln!("{message}");

@@ -27,7 +27,7 @@ use crate::container::{Container, ContainerSetup, ExitHook, Phase, Workload};
 use crate::error::ShimError;
 use crate::exit::ExitStatus;
 use crate::guest_source::{GuestSource, Origin};
-use crate::io::StdioPaths;
+use crate::io::{GuestStdio, StdioPaths};
 use crate::options::RuntimeOptions;
 use crate::reaper::Exits;
 use crate::rootfs::{self, RootfsMount};
@@ -35,6 +35,9 @@ use crate::spec::ContainerSpec;
 use crate::stats::Usage;
 
 type Containers = Arc<Mutex<HashMap<String, Arc<Container>>>>;
+
+/// How long a shim with no containers left keeps answering before it exits.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 #[derive(Clone)]
 pub struct TaskService {
@@ -238,6 +241,14 @@ impl TaskService {
                 init_pid,
             }
         };
+        // A Wasm command's output FIFOs are opened now, as runc's shim opens them at create:
+        // containerd's readers are already there (an HTTP server opens its own at start).
+        let guest_stdio = match &workload {
+            Workload::Wasm(guest) if !guest.is_http() => {
+                Some(GuestStdio::open(&stdio).await.map_err(undo_mount)?)
+            }
+            _ => None,
+        };
         if let Workload::Wasm(_) = &workload {
             crate::pod::join(&spec);
         }
@@ -249,6 +260,7 @@ impl TaskService {
                 stdio,
                 terminal: req.terminal,
                 mounted_rootfs: mounted,
+                guest_stdio,
             },
             workload,
             self.exit_hook(),
@@ -538,9 +550,19 @@ impl Task for TaskService {
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<api::Empty> {
         if self.lock()?.is_empty() {
-            tracing::info!("no containers left: shim exits");
+            // Out of the pod's cgroup now, so the kubelet can remove it.
             crate::pod::leave();
-            self.exit.signal();
+            // Exit not at once: containerd may still be waiting for answers on other connections (a
+            // Kill whose container exited, and was deleted, before the Kill's own answer went
+            // out); stopping the server now would drop them ("ttrpc: closed").
+            let service = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                if service.lock().is_ok_and(|table| table.is_empty()) {
+                    tracing::info!("no containers left: shim exits");
+                    service.exit.signal();
+                }
+            });
         }
         Ok(api::Empty::new())
     }

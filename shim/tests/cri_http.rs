@@ -145,7 +145,9 @@ async fn an_http_pod_answers_at_its_pod_ip() {
         .expect("request lines reach the CRI log");
 
     p.cri.teardown_pod(&p.pod).await.expect("teardown");
-    let left = p.containerd.leftovers();
+    let left = p
+        .containerd
+        .leftovers_after(std::time::Duration::from_secs(5));
     assert!(left.is_empty(), "{left}");
 }
 

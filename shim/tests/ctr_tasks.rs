@@ -111,7 +111,10 @@ fn modules_that_cannot_run_fail_create_with_a_clear_message() {
     // The shim keeps serving: a good container still runs after the failures.
     assert!(f.run("after", &[], &["/hello.wasm"]).status.success());
     assert!(
-        f.containerd.shim_processes().is_empty(),
+        f.containerd
+            .leftovers_after(Duration::from_secs(5))
+            .shims
+            .is_empty(),
         "no shim left: {:?}",
         f.containerd.shim_processes()
     );
@@ -157,7 +160,9 @@ fn kill_interrupts_an_endless_loop_promptly_and_delete_cleans_up() {
     assert!(!tasks.contains("spin"), "{tasks}");
     assert!(f.ctr(&["container", "delete", "spin"]).status.success());
     assert!(!bundle.exists(), "bundle {} left behind", bundle.display());
-    let left = f.containerd.leftovers();
+    let left = f
+        .containerd
+        .leftovers_after(std::time::Duration::from_secs(5));
     assert!(left.is_empty(), "{left}");
 }
 
@@ -230,7 +235,9 @@ fn two_containers_run_at_once() {
         assert!(f.ctr(&["task", "delete", id]).status.success());
         assert!(f.ctr(&["container", "delete", id]).status.success());
     }
-    let left = f.containerd.leftovers();
+    let left = f
+        .containerd
+        .leftovers_after(std::time::Duration::from_secs(5));
     assert!(left.is_empty(), "{left}");
 }
 

@@ -95,6 +95,7 @@ impl Served {
                 .run(
                     &spec,
                     &stdio,
+                    None,
                     std::sync::Arc::new(Usage::default()),
                     kill_rx,
                 )

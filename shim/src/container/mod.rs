@@ -135,6 +135,8 @@ pub struct ContainerSetup {
     pub terminal: bool,
     /// Where the shim mounted the rootfs, to unmount at delete.
     pub mounted_rootfs: Option<PathBuf>,
+    /// A Wasm command's stdio, opened at create.
+    pub guest_stdio: Option<crate::io::GuestStdio>,
 }
 
 pub struct Container {
@@ -153,6 +155,7 @@ pub struct Container {
     started_at: Mutex<Option<SystemTime>>,
     execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
     on_exit: ExitHook,
+    guest_stdio: Mutex<Option<crate::io::GuestStdio>>,
 }
 
 impl Container {
@@ -164,6 +167,7 @@ impl Container {
             stdio,
             terminal,
             mounted_rootfs,
+            guest_stdio,
         } = setup;
         let container = Arc::new(Container {
             id,
@@ -180,6 +184,7 @@ impl Container {
             started_at: Mutex::new(None),
             execs: Mutex::new(HashMap::new()),
             on_exit,
+            guest_stdio: Mutex::new(guest_stdio),
         });
         if let Workload::Native { runc, init_pid } = &container.workload {
             // runc's init exists from create on: watch it now, so a kill before start ends it.
@@ -243,11 +248,13 @@ impl Container {
             Workload::Wasm(guest) => {
                 let (container, guest, kill) =
                     (Arc::clone(self), guest.clone(), self.kill.subscribe());
+                let opened = self.guest_stdio.lock().ok().and_then(|mut s| s.take());
                 tokio::spawn(async move {
                     let status = guest
                         .run(
                             &container.spec,
                             &container.stdio,
+                            opened,
                             container.usage.clone(),
                             kill,
                         )

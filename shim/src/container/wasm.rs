@@ -149,12 +149,20 @@ impl WasmGuest {
         self.kind
     }
 
+    /// Whether the guest is an HTTP server (which opens the container's output itself).
+    pub fn is_http(&self) -> bool {
+        matches!(self.prepared, Prepared::Http(_))
+    }
+
     /// Runs the guest to its end: its exit, a trap, or the first signal sent on `kill`. A trap's
     /// message is written to the container's stderr.
+    /// `opened` is the container's stdio when task Create opened it already (as runc's shim
+    /// does, so containerd's readers never wait on a FIFO without a writer).
     pub async fn run(
         &self,
         spec: &ContainerSpec,
         stdio: &StdioPaths,
+        opened: Option<GuestStdio>,
         usage: Arc<Usage>,
         mut kill: watch::Receiver<Option<u32>>,
     ) -> ExitStatus {
@@ -163,7 +171,11 @@ impl WasmGuest {
             return http.serve(spec, stdio, usage, kill).await;
         }
         let guest = async {
-            let mut opened = match GuestStdio::open(stdio).await {
+            let opened = match opened {
+                Some(opened) => Ok(opened),
+                None => GuestStdio::open(stdio).await,
+            };
+            let mut opened = match opened {
                 Ok(opened) => opened,
                 Err(e) => return ExitStatus::new(1, Some(e.to_string())),
             };
