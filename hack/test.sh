@@ -32,9 +32,8 @@ step "tests"
 filter=()
 [ -n "${SPORE_TEST_FILTER:-}" ] && filter=(-E "package(~${SPORE_TEST_FILTER})")
 # Tests wait on containerd and the registry more than on the CPU: run more of them than cores.
-# --retries 1: a test that fails and then passes is reported as FLAKY (never silently): a fast
-# guest's output occasionally never reaches the CRI log under heavy load, an open shim bug
-# (see docs/architecture.md, "Known gaps").
+# --retries 1: a test that fails and then passes is reported as FLAKY (never silently); a fast
+# guest's output was occasionally lost under heavy load, fixed but not proven (docs/architecture.md).
 cargo nextest run --workspace --cargo-quiet --test-threads 4 --retries 1 --no-fail-fast "${filter[@]}"
 
 step "helm chart lint"
