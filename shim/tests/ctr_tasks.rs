@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -123,24 +123,7 @@ fn modules_that_cannot_run_fail_create_with_a_clear_message() {
 #[test]
 fn kill_interrupts_an_endless_loop_promptly_and_delete_cleans_up() {
     let f = Fixture::start();
-    let mut run = f
-        .ctr_command(&[
-            "run".into(),
-            "--runtime".into(),
-            RUNTIME.into(),
-            f.image.clone(),
-            "spin".into(),
-            "/spin.wasm".into(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ctr run");
-    let mut first = String::new();
-    BufReader::new(run.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read");
-    assert_eq!(first.trim(), "spinning");
+    let mut run = f.run_until_first_line("spin", "spin", false, "spinning");
 
     let metrics = f.ctr(&["task", "metrics", "spin"]);
     let metrics = text(&metrics.stdout);
@@ -169,24 +152,7 @@ fn kill_interrupts_an_endless_loop_promptly_and_delete_cleans_up() {
 #[test]
 fn sigterm_ends_a_guest_sleeping_in_the_host_with_143() {
     let f = Fixture::start();
-    let mut run = f
-        .ctr_command(&[
-            "run".into(),
-            "--rm".into(),
-            "--runtime".into(),
-            RUNTIME.into(),
-            f.image.clone(),
-            "sleeper".into(),
-            "/sleeper.wasm".into(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ctr run");
-    let mut first = String::new();
-    BufReader::new(run.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read");
-    assert_eq!(first.trim(), "sleeping");
+    let mut run = f.run_until_first_line("sleeper", "sleeper", true, "sleeping");
     assert!(f.ctr(&["task", "kill", "sleeper"]).status.success());
     assert_eq!(run.wait().expect("exits").code(), Some(143));
 }

@@ -94,6 +94,41 @@ impl Fixture {
         cmd
     }
 
+    /// Starts `ctr run [--rm]` of `/NAME.wasm` as container `id` in the background and returns
+    /// it once the guest has printed its first line, which must be `first_line`.
+    pub fn run_until_first_line(
+        &self,
+        id: &str,
+        name: &str,
+        remove: bool,
+        first_line: &str,
+    ) -> std::process::Child {
+        use std::io::BufRead;
+        let mut args: Vec<String> = vec!["run".into()];
+        if remove {
+            args.push("--rm".into());
+        }
+        args.extend([
+            "--runtime".into(),
+            RUNTIME.into(),
+            self.image.clone(),
+            id.into(),
+            format!("/{name}.wasm"),
+        ]);
+        let mut run = self
+            .ctr_command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ctr run");
+        let mut first = String::new();
+        std::io::BufReader::new(run.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read");
+        assert_eq!(first.trim(), first_line);
+        run
+    }
+
     pub fn ctr(&self, args: &[&str]) -> Output {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         self.ctr_command(&args).output().expect("ctr runs")
