@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use spore_shim::container::wasm::{Linkers, WasmGuest};
-use spore_shim::io::StdioPaths;
+use spore_shim::host::stats::Usage;
+use spore_shim::host::stdio::StdioPaths;
 use spore_shim::spec::ContainerSpec;
-use spore_shim::stats::Usage;
+use spore_shim::wasm::guest::WasmGuest;
+use spore_shim::wasm::linker::Linkers;
 use tokio::sync::watch;
 
 #[tokio::main]
@@ -46,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let stdio = StdioPaths::parse("", &output("SPORE_STDOUT"), &output("SPORE_STDERR"))?;
 
-    let engine = spore_shim::engine::shared_engine().map_err(anyhow::Error::msg)?;
+    let engine = spore_shim::wasm::engine::shared_engine().map_err(anyhow::Error::msg)?;
     let linkers = Linkers::new(engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let guest = WasmGuest::prepare(engine, &linkers, &spec)?;
     eprintln!(
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let (kill, kill_rx) = watch::channel(None);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            kill.send_replace(Some(libc::SIGTERM as u32));
+            kill.send_replace(Some(spore_shim::signal::Signal::TERM));
             // Keep the sender: dropping it would read as "no signal will ever come".
             std::future::pending::<()>().await;
         }

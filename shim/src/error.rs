@@ -1,5 +1,6 @@
 //! The shim's error type and its mapping onto ttrpc status codes (which containerd turns into its
-//! own `errdefs` kinds: not found, already exists, failed precondition, not implemented...).
+//! own `errdefs` kinds: not found, already exists, failed precondition, not implemented...). Each
+//! module's failures keep their own typed error; this enum wraps them and decides the code.
 
 use std::path::PathBuf;
 
@@ -19,8 +20,14 @@ pub enum ShimError {
     InvalidArgument(String),
     #[error("{what} is not supported for Wasm containers (container {id})")]
     NotSupportedForWasm { id: String, what: &'static str },
+    #[error("{what} is not supported by Spore (container {id})")]
+    NotSupported { id: String, what: &'static str },
+    #[error("the shim is shutting down: it takes no new containers")]
+    ShuttingDown,
     #[error("reading the OCI spec {path}: {reason}")]
     Spec { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Options(#[from] crate::containerd::options::OptionsError),
     #[error("mounting the rootfs at {target}: {reason}")]
     Rootfs { target: PathBuf, reason: String },
     #[error("opening {stream} ({path}): {source}")]
@@ -30,27 +37,74 @@ pub enum ShimError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Wasm(#[from] crate::wasm_kind::WasmError),
+    Entrypoint(#[from] crate::host::entrypoint::EntrypointError),
+    #[error(transparent)]
+    Wasm(#[from] crate::wasm::compile::WasmError),
+    #[error("{path}: {source}")]
+    HttpConfig {
+        path: PathBuf,
+        source: crate::wasm::http::HttpConfigError,
+    },
+    #[error(transparent)]
+    Artifact(crate::wasm::content::ArtifactError),
+    #[error(transparent)]
+    Content(crate::wasm::content::ContentError),
+    #[error("containerd's address is unknown to the shim (no -address)")]
+    NoContainerdAddress,
+    #[error("opening the compile cache: {0}")]
+    CompileCache(crate::wasm::cache::CacheError),
     #[error("preparing the guest's WASI context: {0}")]
     Wasi(String),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Runc(#[from] crate::container::runc::RuncError),
+    #[error(transparent)]
+    Console(#[from] crate::container::console::ConsoleError),
+    #[error("signalling {process}: {source}")]
+    Signal {
+        process: String,
+        source: std::io::Error,
+    },
+    #[error("encoding {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+    #[error("the shim's {0} lock is poisoned")]
+    Poisoned(&'static str),
+    #[error("a task of the shim failed: {0}")]
+    TaskFailed(String),
 }
 
 impl ShimError {
-    fn code(&self) -> Code {
+    pub fn code(&self) -> Code {
+        use crate::wasm::content::ContentError;
         match self {
             ShimError::NotFound(_) | ShimError::ProcessFinished(_) => Code::NOT_FOUND,
             ShimError::AlreadyExists(_) => Code::ALREADY_EXISTS,
-            ShimError::FailedPrecondition { .. } => Code::FAILED_PRECONDITION,
-            ShimError::InvalidArgument(_) | ShimError::Spec { .. } | ShimError::Wasm(_) => {
-                Code::INVALID_ARGUMENT
+            ShimError::FailedPrecondition { .. } | ShimError::ShuttingDown => {
+                Code::FAILED_PRECONDITION
             }
-            ShimError::NotSupportedForWasm { .. } => Code::UNIMPLEMENTED,
-            ShimError::Rootfs { .. }
+            ShimError::InvalidArgument(_)
+            | ShimError::Spec { .. }
+            | ShimError::Options(_)
+            | ShimError::Entrypoint(_)
+            | ShimError::Wasm(_)
+            | ShimError::HttpConfig { .. }
+            | ShimError::Artifact(_) => Code::INVALID_ARGUMENT,
+            ShimError::Content(ContentError::NeitherWasmNorImage { .. })
+            | ShimError::Content(ContentError::ContainerdTooOld { .. }) => Code::INVALID_ARGUMENT,
+            ShimError::NotSupportedForWasm { .. } | ShimError::NotSupported { .. } => {
+                Code::UNIMPLEMENTED
+            }
+            ShimError::Content(_)
+            | ShimError::NoContainerdAddress
+            | ShimError::CompileCache(_)
+            | ShimError::Rootfs { .. }
             | ShimError::Stdio { .. }
             | ShimError::Wasi(_)
-            | ShimError::Other(_) => Code::INTERNAL,
+            | ShimError::Runc(_)
+            | ShimError::Console(_)
+            | ShimError::Signal { .. }
+            | ShimError::Encode { .. }
+            | ShimError::Poisoned(_)
+            | ShimError::TaskFailed(_) => Code::INTERNAL,
         }
     }
 }
@@ -67,31 +121,41 @@ pub type Result<T, E = ShimError> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
-    #[test]
-    fn unsupported_operations_map_to_unimplemented_with_the_reason() {
-        let err: ttrpc::Error = ShimError::NotSupportedForWasm {
-            id: "c1".into(),
-            what: "exec",
-        }
-        .into();
-        match err {
-            ttrpc::Error::RpcStatus(status) => {
-                assert_eq!(status.code(), Code::UNIMPLEMENTED);
-                assert_eq!(
-                    status.message(),
-                    "exec is not supported for Wasm containers (container c1)"
-                );
-            }
-            other => panic!("unexpected error {other:?}"),
+    fn status(err: ShimError) -> ttrpc::Status {
+        match ttrpc::Error::from(err) {
+            ttrpc::Error::RpcStatus(status) => status,
+            other => panic!("not a status: {other:?}"),
         }
     }
 
     #[test]
+    fn unsupported_operations_map_to_unimplemented_with_the_reason() {
+        let status = status(ShimError::NotSupportedForWasm {
+            id: "c1".into(),
+            what: "exec",
+        });
+        assert_eq!(status.code(), Code::UNIMPLEMENTED);
+        assert_eq!(
+            status.message(),
+            "exec is not supported for Wasm containers (container c1)"
+        );
+    }
+
+    #[test]
     fn missing_containers_map_to_not_found() {
-        let err: ttrpc::Error = ShimError::NotFound("c2".into()).into();
-        let ttrpc::Error::RpcStatus(status) = err else {
-            panic!("not a status")
-        };
-        assert_eq!(status.code(), Code::NOT_FOUND);
+        assert_eq!(
+            status(ShimError::NotFound("c2".into())).code(),
+            Code::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn a_bad_entrypoint_is_the_users_and_a_runc_failure_is_internal() {
+        let entrypoint = ShimError::from(crate::host::entrypoint::EntrypointError::NotFound {
+            path: "/app.wasm".into(),
+        });
+        assert_eq!(status(entrypoint).code(), Code::INVALID_ARGUMENT);
+        let runc = ShimError::from(crate::container::runc::RuncError::NoPid("/x".into()));
+        assert_eq!(status(runc).code(), Code::INTERNAL);
     }
 }

@@ -1,33 +1,27 @@
 //! `containerd-shim-spore-v1`: a containerd shim v2 that runs WebAssembly components in-process
-//! on one shared wasmtime engine.
+//! on one shared wasmtime engine, one shim process per pod, and the pod's other containers
+//! through runc.
 //!
-//! The crate is a library so that the parts that do not need containerd (loading, classifying and
-//! running Wasm, building the guest's WASI view from an OCI spec) are tested directly; `main.rs`
-//! only hands control to the `containerd-shim` crate.
+//! Where to look:
+//! - [`containerd`]: the plumbing containerd sees: the binary's actions (start, delete, serve),
+//!   the socket, the Task service, events, runtime options;
+//! - [`container`]: one container and its processes, Wasm or native, and the factory that
+//!   decides which at Create;
+//! - [`wasm`]: the Wasm runtime: engine, compile cache, images, WASI, limits, HTTP serving;
+//! - [`host`]: the Linux host: the pod's cgroup and network namespace, stdio, rootfs, reaping;
+//! - [`spec`], [`signal`], [`error`]: the OCI spec as the shim reads it, signals, errors.
+//!
+//! The crate is a library so that everything below the ttrpc layer is tested directly; `main.rs`
+//! only calls [`containerd::bootstrap::main`].
 
-pub mod cache;
 pub mod container;
-pub mod content;
-pub mod cputime;
-pub mod engine;
+pub mod containerd;
 pub mod error;
-pub mod exit;
-pub mod guest_source;
-pub mod http;
-pub mod io;
-pub mod legacy;
-pub mod limits;
-pub mod logging;
-pub mod options;
-pub mod pod;
-pub mod reaper;
-pub mod rootfs;
-pub mod shim;
+pub mod faults;
+pub mod host;
+pub mod signal;
 pub mod spec;
-pub mod stats;
-pub mod task;
-pub mod wasi;
-pub mod wasm_kind;
+pub mod wasm;
 
 /// The runtime type containerd knows this shim by.
-pub const RUNTIME_ID: &str = "io.containerd.spore.v1";
+pub const RUNTIME_ID: &str = spore_format::RUNTIME_TYPE;

@@ -13,6 +13,18 @@ pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// The CRI annotation that says whether a container is the pod's sandbox or an ordinary one.
 pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 
+/// The network a container asks for in its spec's Linux namespaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NetworkNamespace {
+    /// No network namespace entry: the host's network.
+    #[default]
+    Host,
+    /// A network namespace entry without a path: a new, empty namespace.
+    New,
+    /// A namespace to join (what CRI gives every pod).
+    Path(PathBuf),
+}
+
 /// A mount from the spec: the guest path, the host path, and whether it is read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
@@ -34,7 +46,7 @@ pub struct ContainerSpec {
     pub mounts: Vec<BindMount>,
     pub memory_limit: Option<u64>,
     pub annotations: HashMap<String, String>,
-    pub netns_path: Option<PathBuf>,
+    pub network: NetworkNamespace,
     pub cgroups_path: Option<String>,
 }
 
@@ -107,13 +119,16 @@ impl ContainerSpec {
             .and_then(|m| m.limit())
             .filter(|limit| *limit > 0)
             .map(|limit| limit as u64);
-        let netns_path = linux
+        let network = linux
             .and_then(|l| l.namespaces().as_ref())
             .and_then(|namespaces| {
                 namespaces
                     .iter()
                     .find(|ns| ns.typ() == LinuxNamespaceType::Network)
-                    .and_then(|ns| ns.path().clone())
+            })
+            .map_or(NetworkNamespace::Host, |ns| match ns.path() {
+                Some(path) if !path.as_os_str().is_empty() => NetworkNamespace::Path(path.clone()),
+                _ => NetworkNamespace::New,
             });
         let cgroups_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
@@ -127,7 +142,7 @@ impl ContainerSpec {
             mounts,
             memory_limit,
             annotations: spec.annotations().clone().unwrap_or_default(),
-            netns_path,
+            network,
             cgroups_path,
         }
     }
@@ -237,8 +252,8 @@ mod tests {
         assert_eq!(spec.sandbox_id(), Some("pod1"));
         assert!(!spec.is_sandbox());
         assert_eq!(
-            spec.netns_path.as_deref(),
-            Some(Path::new("/var/run/netns/cni-1"))
+            spec.network,
+            NetworkNamespace::Path("/var/run/netns/cni-1".into())
         );
         assert_eq!(spec.cgroups_path.as_deref(), Some("/kubepods/pod1/c1"));
     }
@@ -274,5 +289,17 @@ mod tests {
         assert_eq!(spec.sandbox_id(), None);
         assert_eq!(spec.root, Path::new("/abs/root"));
         assert_eq!(spec.cwd, "/");
+        assert_eq!(spec.network, NetworkNamespace::Host);
+    }
+
+    #[test]
+    fn a_network_namespace_without_a_path_is_a_new_one() {
+        let spec = ContainerSpec::from_spec(
+            &spec_from_json(
+                r#"{"ociVersion": "1.1.0", "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]}}"#,
+            ),
+            Path::new("/bundle"),
+        );
+        assert_eq!(spec.network, NetworkNamespace::New);
     }
 }

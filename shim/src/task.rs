@@ -25,14 +25,14 @@ use crate::container::native::NativeContainer;
 use crate::container::wasm::{Linkers, WasmGuest};
 use crate::container::{Container, ContainerSetup, ExitHook, Phase, Workload};
 use crate::error::ShimError;
-use crate::exit::ExitStatus;
-use crate::guest_source::{GuestSource, Origin};
-use crate::io::{GuestStdio, StdioPaths};
-use crate::options::RuntimeOptions;
-use crate::reaper::Exits;
-use crate::rootfs::{self, RootfsMount};
+use crate::wasm::exit::ExitStatus;
+use crate::wasm::source::{GuestSource, Origin};
+use crate::host::stdio::{GuestStdio, StdioPaths};
+use crate::containerd::options::RuntimeOptions;
+use crate::host::reaper::Exits;
+use crate::host::rootfs::{self, RootfsMount};
 use crate::spec::ContainerSpec;
-use crate::stats::Usage;
+use crate::host::stats::Usage;
 
 type Containers = Arc<Mutex<HashMap<String, Arc<Container>>>>;
 
@@ -92,7 +92,7 @@ pub fn runs_as_wasm(spec: &ContainerSpec) -> bool {
     let mut prefix = [0u8; 4];
     std::fs::File::open(&path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut prefix))
-        .map(|()| crate::wasm_kind::looks_like_wasm(&prefix))
+        .map(|()| crate::wasm::compile::looks_like_wasm(&prefix))
         .unwrap_or(false)
 }
 
@@ -250,7 +250,7 @@ impl TaskService {
             _ => None,
         };
         if let Workload::Wasm(_) = &workload {
-            crate::pod::join(&spec);
+            crate::host::cgroup::join(&spec);
         }
         let container = Container::new(
             ContainerSetup {
@@ -551,7 +551,7 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::Empty> {
         if self.lock()?.is_empty() {
             // Out of the pod's cgroup now, so the kubelet can remove it.
-            crate::pod::leave();
+            crate::host::cgroup::leave();
             // Exit not at once: containerd may still be waiting for answers on other connections (a
             // Kill whose container exited, and was deleted, before the Kill's own answer went
             // out); stopping the server now would drop them ("ttrpc: closed").
@@ -662,9 +662,9 @@ fn unsupported(id: &str, what: &'static str) -> containerd_shim::protos::ttrpc::
     .into()
 }
 
-fn path_string(target: &crate::io::StdioTarget) -> String {
+fn path_string(target: &crate::host::stdio::StdioTarget) -> String {
     match target {
-        crate::io::StdioTarget::None => String::new(),
-        crate::io::StdioTarget::Path(p) => p.display().to_string(),
+        crate::host::stdio::StdioTarget::None => String::new(),
+        crate::host::stdio::StdioTarget::Path(p) => p.display().to_string(),
     }
 }

@@ -5,8 +5,10 @@
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use spore_shim::cache::{CacheConfig, CacheError, CompileCache, ContentDigest, Origin, Source};
-use spore_shim::wasm_kind::{self, Guest, WasmError};
+use spore_shim::wasm::cache::{
+    CacheConfig, CacheError, CompileCache, ContentDigest, Origin, Source,
+};
+use spore_shim::wasm::compile::{self, Guest, WasmError};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -22,7 +24,7 @@ fn hello() -> Vec<u8> {
 }
 
 fn engine() -> Engine {
-    spore_shim::engine::new_engine().expect("engine")
+    spore_shim::wasm::engine::new_engine().expect("engine")
 }
 
 fn open(engine: &Engine, dir: &Path, max_bytes: u64) -> CompileCache {
@@ -96,7 +98,7 @@ fn run(engine: &Engine, guest: Guest) -> String {
 
 fn compile_hello(engine: &Engine, cache: &CompileCache) -> Guest {
     let wasm = hello();
-    wasm_kind::compile_cached(
+    compile::compile_cached(
         engine,
         cache,
         Path::new("/hello.wasm"),
@@ -227,7 +229,7 @@ fn precompiled_code_given_as_wasm_is_refused() {
     let engine = engine();
     let cache = open(&engine, dir.path(), UNBOUNDED);
     let cwasm = engine.precompile_component(&hello()).expect("precompile");
-    let err = match wasm_kind::compile_cached(
+    let err = match compile::compile_cached(
         &engine,
         &cache,
         Path::new("/app.wasm"),
@@ -410,7 +412,7 @@ fn garbage_collection_keeps_only_layers_still_in_the_content_store() {
         left.iter().any(|n| n.starts_with("file-")),
         "rootfs entries are not collected"
     );
-    let guest = wasm_kind::cached(
+    let guest = compile::cached(
         &engine,
         &cache,
         Path::new("/hello.wasm"),
@@ -477,20 +479,20 @@ fn measure_cold_and_warm_starts() {
             let dir = tempfile::tempdir().expect("tempdir");
             let cache = open(&engine, dir.path(), UNBOUNDED);
             let started = Instant::now();
-            wasm_kind::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
+            compile::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
                 .expect("compiles");
             cold.push(started.elapsed());
             entry_bytes = cache.total_bytes().expect("size");
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = open(&engine, dir.path(), UNBOUNDED);
-        wasm_kind::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
+        compile::compile_cached(&engine, &cache, Path::new("/x.wasm"), source.clone(), &wasm)
             .expect("compiles");
         let (mut load, mut start, mut memory) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..21 {
             let started = Instant::now();
             std::hint::black_box(
-                wasm_kind::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
+                compile::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
                     .expect("hit")
                     .expect("classified"),
             );
@@ -498,7 +500,7 @@ fn measure_cold_and_warm_starts() {
             // A new pod's shim: nothing loaded yet, the entry is read from disk.
             cache.forget_loaded();
             let started = Instant::now();
-            let guest = wasm_kind::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
+            let guest = compile::cached(&engine, &cache, Path::new("/x.wasm"), source.clone())
                 .expect("hit")
                 .expect("classified");
             load.push(started.elapsed());

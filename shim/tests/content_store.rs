@@ -14,24 +14,18 @@ use spore_e2e::image::{
 };
 use spore_e2e::tools::ContainerdVersion;
 use spore_e2e::{ContainerSpec, Containerd, ContainerdOptions, CriClient, Registry};
-use spore_shim::cache::{CacheConfig, CompileCache, ContentDigest};
-use spore_shim::content::manifest::Descriptor;
-use spore_shim::content::{
+use spore_shim::wasm::cache::{CacheConfig, CompileCache, ContentDigest};
+use spore_shim::wasm::compile::Guest;
+use spore_shim::wasm::content::manifest::Descriptor;
+use spore_shim::wasm::content::{
     self, ContentError, ContentStore, IMAGE_NAME_ANNOTATION, ImageKind, WasmLayer,
     check_artifact_support,
 };
-use spore_shim::wasm_kind::Guest;
 
 const CRI_NAMESPACE: &str = "k8s.io";
 
 fn hello() -> Vec<u8> {
-    let path = spore_e2e::tools::repo_root().join("target/wasm32-wasip2/release/hello.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run `bash hack/build-guests.sh` first",
-            path.display()
-        )
-    })
+    spore_e2e::tools::guest_wasm("wasm32-wasip2", "hello").unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Setup {
@@ -140,7 +134,7 @@ async fn artifact_round_trip(version: ContainerdVersion) {
 
     // The layer compiles through the cache, keyed by its digest; the next pod's start is a
     // hit that does not read the layer at all.
-    let engine = spore_shim::engine::new_engine().expect("engine");
+    let engine = spore_shim::wasm::engine::new_engine().expect("engine");
     let config = CacheConfig {
         dir: dir.path().join("cache"),
         max_bytes: u64::MAX,

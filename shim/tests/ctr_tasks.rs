@@ -99,7 +99,7 @@ fn modules_that_cannot_run_fail_create_with_a_clear_message() {
         (
             "missing",
             "/missing.wasm",
-            "cannot read the Wasm entrypoint /missing.wasm",
+            "the entrypoint /missing.wasm does not exist in the container's image",
         ),
     ];
     for (id, path, expected) in cases {

@@ -9,28 +9,23 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use spore_shim::container::wasm::{Linkers, WasmGuest};
-use spore_shim::exit::ExitStatus;
-use spore_shim::io::StdioPaths;
+use spore_shim::host::stats::Usage;
+use spore_shim::host::stdio::StdioPaths;
+use spore_shim::signal::Signal;
 use spore_shim::spec::ContainerSpec;
-use spore_shim::stats::Usage;
+use spore_shim::wasm::exit::ExitStatus;
+use spore_shim::wasm::guest::WasmGuest;
+use spore_shim::wasm::linker::Linkers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const SIGTERM: u32 = 15;
-const SIGKILL: u32 = 9;
+const SIGTERM: Signal = Signal::TERM;
+const SIGKILL: Signal = Signal::KILL;
 
 fn hello_http_wasm() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release/hello-http.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): run `bash hack/build-guests.sh` first",
-            path.display()
-        )
-    })
+    spore_e2e::tools::guest_wasm("wasm32-wasip2", "hello-http").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A port nothing listens on right now.
@@ -42,7 +37,7 @@ fn free_port() -> u16 {
 /// A running hello-http container: its port, kill channel, output files and run task.
 struct Served {
     port: u16,
-    kill: watch::Sender<Option<u32>>,
+    kill: watch::Sender<Option<Signal>>,
     run: JoinHandle<ExitStatus>,
     stdout: PathBuf,
     stderr: PathBuf,
@@ -79,10 +74,10 @@ impl Served {
             root,
             ..ContainerSpec::default()
         };
-        let engine = spore_shim::engine::shared_engine().expect("engine");
+        let engine = spore_shim::wasm::engine::shared_engine().expect("engine");
         let linkers = Linkers::new(engine).expect("linkers");
         let guest = WasmGuest::prepare(engine, &linkers, &spec).expect("prepare hello-http");
-        assert_eq!(guest.kind(), "wasi:http/proxy component");
+        assert_eq!(guest.kind().describe(), "wasi:http/proxy component");
         let stdio = StdioPaths::parse(
             "",
             &stdout.display().to_string(),
@@ -126,7 +121,7 @@ impl Served {
         send(self.port, Method::GET, path, Bytes::new()).await
     }
 
-    async fn ends_with(self, signal: u32) -> ExitStatus {
+    async fn ends_with(self, signal: Signal) -> ExitStatus {
         self.kill.send_replace(Some(signal));
         tokio::time::timeout(Duration::from_secs(10), self.run)
             .await
@@ -464,7 +459,7 @@ async fn bad_http_config_fails_prepare_naming_the_variable() {
         root: dir.path().to_path_buf(),
         ..ContainerSpec::default()
     };
-    let engine = spore_shim::engine::shared_engine().expect("engine");
+    let engine = spore_shim::wasm::engine::shared_engine().expect("engine");
     let linkers = Linkers::new(engine).expect("linkers");
     let err = match WasmGuest::prepare(engine, &linkers, &spec) {
         Ok(_) => panic!("a bad timeout must fail prepare"),

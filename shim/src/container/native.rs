@@ -1,278 +1,348 @@
-//! A native container: a container whose entrypoint is not Wasm (the pod's pause sandbox, a
-//! sidecar), run as an ordinary Linux container by the `runc` binary with its own cgroup and
-//! namespaces, its stdio on containerd's FIFOs, and exec for additional processes.
+//! A native container: the pod's sandbox or a sidecar, run by runc exactly as containerd's runc
+//! shim runs it. Its init process exists from Create (`runc create`), exec processes from their
+//! Start (`runc exec --detach`); pause, resume and resource updates go to runc; a process with a
+//! terminal gets one through a console socket.
 
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use runc::asynchronous::Io;
-use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 
+use super::console::{Console, ConsoleSocket};
+use super::execs::Execs;
+use super::runc::Runc;
+use super::{
+    Container, ContainerKind, ExecRequest, Lifecycle, Phase, Process, ProcessInfo, ResourceUse,
+    WindowSize,
+};
 use crate::error::ShimError;
-use crate::io::{StdioPaths, StdioTarget};
-use crate::options::RuntimeOptions;
-use crate::reaper::{Exits, ReapedSpawner};
+use crate::host::stdio::StdioPaths;
+use crate::signal::Signal;
+use crate::wasm::exit::ExitStatus;
 
-/// The stdio of a runc process: the FIFOs containerd made, handed to runc's child as its fds.
-#[derive(Debug)]
-pub struct FifoIo {
-    stdin: Option<File>,
-    stdout: Option<File>,
-    stderr: Option<File>,
+pub struct NativeContainer {
+    id: String,
+    bundle: PathBuf,
+    runc: Arc<Runc>,
+    init: Arc<RuncProcess>,
+    execs: Execs<RuncProcess>,
 }
 
-impl FifoIo {
-    pub fn open(paths: &StdioPaths) -> Result<Self, ShimError> {
-        let writer =
-            |stream: &'static str, target: &StdioTarget| -> Result<Option<File>, ShimError> {
-                match target {
-                    StdioTarget::None => Ok(None),
-                    // Read-write, as runc's shim opens them: never waits for, or breaks without, a reader.
-                    StdioTarget::Path(path) => std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(path)
-                        .map(Some)
-                        .map_err(|source| ShimError::Stdio {
-                            stream,
-                            path: path.display().to_string(),
-                            source,
-                        }),
-                }
-            };
-        let stdin = match &paths.stdin {
-            StdioTarget::None => None,
-            StdioTarget::Path(path) => Some(open_fifo_reader(path)?),
+impl NativeContainer {
+    /// `runc create` of the container in `bundle`; its init's exit is watched from now on.
+    pub async fn create(
+        runc: Runc,
+        bundle: &Path,
+        stdio: StdioPaths,
+        terminal: bool,
+        mounted_rootfs: Option<PathBuf>,
+    ) -> Result<Self, ShimError> {
+        let runc = Arc::new(runc);
+        let console = terminal.then(ConsoleSocket::new).transpose()?;
+        let pid = runc
+            .create(&stdio, console.as_ref().map(ConsoleSocket::path))
+            .await?;
+        let console = match console {
+            Some(socket) => Some(connect_console(socket, &stdio).await?),
+            None => None,
         };
-        Ok(FifoIo {
-            stdin,
-            stdout: writer("stdout", &paths.stdout)?,
-            stderr: writer("stderr", &paths.stderr)?,
+        let init = Arc::new(RuncProcess(Arc::new(Inner {
+            container_id: runc.id.clone(),
+            exec: None,
+            runc: runc.clone(),
+            lifecycle: Lifecycle::default(),
+            pid: AtomicI32::new(pid),
+            stdio,
+            terminal,
+            console: Mutex::new(console),
+            mounted_rootfs: Mutex::new(mounted_rootfs),
+        })));
+        init.watch_exit(pid);
+        Ok(NativeContainer {
+            id: runc.id.clone(),
+            bundle: bundle.to_path_buf(),
+            runc,
+            init,
+            execs: Execs::default(),
         })
     }
 }
 
-/// Opens a FIFO for reading without waiting for a writer, then makes it blocking for the child.
-fn open_fifo_reader(path: &Path) -> Result<File, ShimError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|source| ShimError::Stdio {
-            stream: "stdin",
-            path: path.display().to_string(),
-            source,
-        })?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    // SAFETY: `fd` is a valid descriptor owned by `file`.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-    }
-    Ok(file)
+async fn connect_console(socket: ConsoleSocket, stdio: &StdioPaths) -> Result<Console, ShimError> {
+    let console = socket.receive().await?;
+    console.connect(stdio)?;
+    Ok(console)
 }
 
-fn stdio_of(file: &Option<File>) -> std::io::Result<Stdio> {
-    match file {
-        Some(f) => Ok(Stdio::from(f.try_clone()?)),
-        None => Ok(Stdio::null()),
+#[async_trait]
+impl Container for NativeContainer {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn bundle(&self) -> &Path {
+        &self.bundle
+    }
+
+    fn kind(&self) -> ContainerKind {
+        ContainerKind::Native
+    }
+
+    fn process(&self, exec_id: Option<&str>) -> Result<Arc<dyn Process>, ShimError> {
+        match exec_id {
+            None => Ok(self.init.clone()),
+            Some(exec) => Ok(self.execs.get(&self.id, exec)?),
+        }
+    }
+
+    async fn exec(&self, request: ExecRequest) -> Result<Arc<dyn Process>, ShimError> {
+        let process = Arc::new(RuncProcess(Arc::new(Inner {
+            container_id: self.id.clone(),
+            exec: Some(Exec {
+                id: request.exec_id.clone(),
+                process: request.process,
+            }),
+            runc: self.runc.clone(),
+            lifecycle: Lifecycle::default(),
+            pid: AtomicI32::new(0),
+            stdio: request.stdio,
+            terminal: request.terminal,
+            console: Mutex::new(None),
+            mounted_rootfs: Mutex::new(None),
+        })));
+        self.execs
+            .add(&self.id, &request.exec_id, process.clone())?;
+        Ok(process)
+    }
+
+    fn remove_exec(&self, exec_id: &str) -> Result<(), ShimError> {
+        self.execs.remove(&self.id, exec_id).map(|_| ())
+    }
+
+    async fn pause(&self) -> Result<(), ShimError> {
+        self.init.0.lifecycle.pause(&self.id)?;
+        if let Err(err) = self.runc.pause().await {
+            let _ = self.init.0.lifecycle.resume(&self.id);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), ShimError> {
+        if self.init.phase() != Phase::Paused {
+            return Err(ShimError::FailedPrecondition {
+                id: self.id.clone(),
+                what: "not paused".into(),
+            });
+        }
+        self.runc.resume().await?;
+        self.init.0.lifecycle.resume(&self.id)
+    }
+
+    async fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), ShimError> {
+        self.runc.update(resources).await
+    }
+
+    async fn stats(&self) -> Result<ResourceUse, ShimError> {
+        let (cpu_nanos, memory_bytes) = self.runc.usage().await?;
+        Ok(ResourceUse {
+            cpu_nanos,
+            memory_bytes,
+            memory_peak_bytes: memory_bytes,
+            memory_limit: None,
+        })
+    }
+
+    async fn pids(&self) -> Result<Vec<u32>, ShimError> {
+        Ok(self
+            .runc
+            .pids()
+            .await?
+            .into_iter()
+            .map(|p| p as u32)
+            .collect())
+    }
+}
+
+/// The init process or an exec process of a native container.
+pub struct RuncProcess(Arc<Inner>);
+
+struct Exec {
+    id: String,
+    process: oci_spec::runtime::Process,
+}
+
+struct Inner {
+    container_id: String,
+    /// `None` for the init process.
+    exec: Option<Exec>,
+    runc: Arc<Runc>,
+    lifecycle: Lifecycle,
+    pid: AtomicI32,
+    stdio: StdioPaths,
+    terminal: bool,
+    console: Mutex<Option<Console>>,
+    /// The init's rootfs, when the shim mounted it.
+    mounted_rootfs: Mutex<Option<PathBuf>>,
+}
+
+impl Inner {
+    fn name(&self) -> String {
+        match &self.exec {
+            Some(exec) => format!("{} exec {}", self.container_id, exec.id),
+            None => self.container_id.clone(),
+        }
+    }
+}
+
+impl RuncProcess {
+    /// Records the process's end when the reaper sees `pid` exit.
+    fn watch_exit(&self, pid: i32) {
+        let inner = self.0.clone();
+        tokio::spawn(async move {
+            let code = inner.runc.wait_pid(pid).await;
+            inner
+                .lifecycle
+                .finish(ExitStatus::new(code.clamp(0, 255) as u32, None));
+        });
     }
 }
 
 #[async_trait]
-impl Io for FifoIo {
-    async fn set(&self, cmd: &mut runc::Command) -> std::io::Result<()> {
-        cmd.stdin(stdio_of(&self.stdin)?);
-        cmd.stdout(stdio_of(&self.stdout)?);
-        cmd.stderr(stdio_of(&self.stderr)?);
+impl Process for RuncProcess {
+    fn info(&self) -> ProcessInfo {
+        ProcessInfo {
+            pid: self.0.pid.load(Ordering::Relaxed).max(0) as u32,
+            stdio: self.0.stdio.clone(),
+            terminal: self.0.terminal,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.0.lifecycle.phase()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(process = %self.0.name()))]
+    async fn start(&self) -> Result<u32, ShimError> {
+        let inner = &self.0;
+        inner.lifecycle.begin(&inner.name())?;
+        let Some(exec) = &inner.exec else {
+            inner.runc.start().await.inspect_err(|err| {
+                inner
+                    .lifecycle
+                    .finish(ExitStatus::new(255, Some(err.to_string())));
+            })?;
+            return Ok(self.info().pid);
+        };
+        let console = inner.terminal.then(ConsoleSocket::new).transpose()?;
+        let started = inner
+            .runc
+            .exec(
+                &exec.id,
+                &exec.process,
+                &inner.stdio,
+                console.as_ref().map(ConsoleSocket::path),
+            )
+            .await;
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(err) => {
+                inner
+                    .lifecycle
+                    .finish(ExitStatus::new(255, Some(err.to_string())));
+                return Err(err);
+            }
+        };
+        inner.pid.store(pid, Ordering::Relaxed);
+        self.watch_exit(pid);
+        if let Some(socket) = console {
+            let console = connect_console(socket, &inner.stdio).await?;
+            if let Ok(mut slot) = inner.console.lock() {
+                *slot = Some(console);
+            }
+        }
+        Ok(pid as u32)
+    }
+
+    async fn kill(&self, signal: Signal, all: bool) -> Result<(), ShimError> {
+        let inner = &self.0;
+        if let Phase::Stopped(_) = self.phase() {
+            return Err(ShimError::ProcessFinished(inner.name()));
+        }
+        if inner.exec.is_none() {
+            return inner.runc.kill(signal, all).await;
+        }
+        let pid = inner.pid.load(Ordering::Relaxed);
+        if pid <= 0 {
+            return Err(ShimError::FailedPrecondition {
+                id: inner.name(),
+                what: "not started".into(),
+            });
+        }
+        // SAFETY: kill(2) on a pid this shim started and still waits for (so not reused).
+        if unsafe { libc::kill(pid, signal.number() as libc::c_int) } != 0 {
+            return Err(ShimError::Signal {
+                process: inner.name(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
         Ok(())
     }
 
-    async fn close_after_start(&self) {}
-}
-
-/// runc, configured for one container: its root, log file and cgroup driver.
-pub struct NativeContainer {
-    pub id: String,
-    bundle: PathBuf,
-    runc: runc::Runc,
-    binary: String,
-    root: PathBuf,
-    spawner: ReapedSpawner,
-    exits: Exits,
-}
-
-impl NativeContainer {
-    pub fn new(
-        id: &str,
-        bundle: &Path,
-        options: &RuntimeOptions,
-        namespace: &str,
-        exits: Exits,
-    ) -> Result<Self, ShimError> {
-        let root = options.runc_root(namespace);
-        std::fs::create_dir_all(&root).map_err(|e| {
-            ShimError::Other(format!("creating runc's root {}: {e}", root.display()))
-        })?;
-        let spawner = ReapedSpawner::new(exits.clone());
-        let mut global = GlobalOpts::new()
-            .command(options.runc_binary())
-            .root(&root)
-            .log(bundle.join("runc.log"))
-            .log_json()
-            .systemd_cgroup(options.systemd_cgroup);
-        global.custom_spawner(Arc::new(spawner.clone()));
-        let runc = global
-            .build()
-            .map_err(|e| ShimError::Other(format!("configuring runc: {e}")))?;
-        Ok(NativeContainer {
-            id: id.to_string(),
-            bundle: bundle.to_path_buf(),
-            runc,
-            binary: options.runc_binary(),
-            root,
-            spawner,
-            exits,
-        })
+    async fn wait(&self) -> ExitStatus {
+        self.0.lifecycle.wait().await
     }
 
-    /// What runc said about its last failure, from its JSON log.
-    fn runc_error(&self, what: &str, err: runc::error::Error) -> ShimError {
-        let log = std::fs::read_to_string(self.bundle.join("runc.log")).unwrap_or_default();
-        let last = log
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["level"] == "error")
-            .and_then(|v| v["msg"].as_str().map(str::to_string));
-        ShimError::Other(match last {
-            Some(msg) => format!("runc {what} {}: {msg}", self.id),
-            None => format!("runc {what} {}: {err}", self.id),
-        })
-    }
-
-    /// `runc create`: the container's init process exists, stopped before the user's program.
-    /// Returns its pid; its exit is awaited with [`Self::wait_init`].
-    pub async fn create(&self, stdio: &StdioPaths) -> Result<i32, ShimError> {
-        let io = Arc::new(FifoIo::open(stdio)?);
-        let pid_file = self.bundle.join("init.pid");
-        let opts = CreateOpts::new().io(io).pid_file(&pid_file);
-        self.runc
-            .create(&self.id, &self.bundle, Some(&opts))
-            .await
-            .map_err(|e| self.runc_error("create", e))?;
-        read_pid(&pid_file)
-    }
-
-    pub async fn start(&self) -> Result<(), ShimError> {
-        self.runc
-            .start(&self.id)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.runc_error("start", e))
-    }
-
-    /// The exit code of a process of this container (init or exec).
-    pub async fn wait_pid(&self, pid: i32) -> i32 {
-        self.exits.wait_for(pid).await.unwrap_or(255)
-    }
-
-    pub async fn kill(&self, signal: u32, all: bool) -> Result<(), ShimError> {
-        let opts = KillOpts::new().all(all);
-        self.runc
-            .kill(&self.id, signal, Some(&opts))
-            .await
-            .map_err(|e| self.runc_error("kill", e))
-    }
-
-    pub async fn delete(&self) -> Result<(), ShimError> {
-        let opts = DeleteOpts::new().force(true);
-        self.runc
-            .delete(&self.id, Some(&opts))
-            .await
-            .map_err(|e| self.runc_error("delete", e))
-    }
-
-    pub async fn pids(&self) -> Result<Vec<usize>, ShimError> {
-        self.runc
-            .ps(&self.id)
-            .await
-            .map_err(|e| self.runc_error("ps", e))
-    }
-
-    /// `runc exec --detach`: starts `process` (an OCI process, JSON) in the container.
-    pub async fn exec(
-        &self,
-        exec_id: &str,
-        process: &oci_spec::runtime::Process,
-        stdio: &StdioPaths,
-    ) -> Result<i32, ShimError> {
-        let io = Arc::new(FifoIo::open(stdio)?);
-        let pid_file = self.bundle.join(format!("exec-{exec_id}.pid"));
-        let opts = ExecOpts::new().io(io).pid_file(&pid_file).detach(true);
-        self.runc
-            .exec(&self.id, process, Some(&opts))
-            .await
-            .map_err(|e| self.runc_error("exec", e))?;
-        let pid = read_pid(&pid_file);
-        let _ = std::fs::remove_file(&pid_file);
-        pid
-    }
-
-    /// CPU (ns) and memory (bytes) of the container's cgroup, from `runc events --stats`.
-    pub async fn usage(&self) -> Result<(u64, u64), ShimError> {
-        let mut cmd = runc::Command::new(&self.binary);
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(["events", "--stats", &self.id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let (status, _, stdout, stderr) = runc::asynchronous::Spawner::execute(&self.spawner, cmd)
-            .await
-            .map_err(|e| ShimError::Other(format!("runc events {}: {e}", self.id)))?;
-        if !status.success() {
-            return Err(ShimError::Other(format!(
-                "runc events {}: {}",
-                self.id,
-                stderr.trim()
-            )));
+    async fn delete(&self) -> Result<ExitStatus, ShimError> {
+        let inner = &self.0;
+        let status = match self.phase() {
+            Phase::Running | Phase::Paused => {
+                return Err(ShimError::FailedPrecondition {
+                    id: inner.name(),
+                    what: "cannot delete a running process; kill it first".into(),
+                });
+            }
+            Phase::Stopped(status) => Some(status),
+            Phase::Created => None,
+        };
+        if inner.exec.is_some() {
+            return Ok(status.unwrap_or_else(|| ExitStatus::new(0, None)));
         }
-        parse_stats(&stdout)
-            .ok_or_else(|| ShimError::Other(format!("runc events {}: unreadable stats", self.id)))
+        // `runc delete --force` also kills an init that never started.
+        inner.runc.delete().await?;
+        let status = match status {
+            Some(status) => status,
+            None => self.wait().await,
+        };
+        if let Ok(mut console) = inner.console.lock() {
+            console.take();
+        }
+        let mounted = inner.mounted_rootfs.lock().ok().and_then(|mut m| m.take());
+        if let Some(rootfs) = mounted {
+            crate::host::rootfs::unmount(&rootfs)?;
+        }
+        Ok(status)
     }
-}
 
-fn read_pid(path: &Path) -> Result<i32, ShimError> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| ShimError::Other(format!("runc wrote no pid to {}", path.display())))
-}
+    async fn resize_pty(&self, size: WindowSize) -> Result<(), ShimError> {
+        let console = self
+            .0
+            .console
+            .lock()
+            .map_err(|_| ShimError::Poisoned("console"))?;
+        match console.as_ref() {
+            Some(console) => Ok(console.resize(size)?),
+            None => Err(ShimError::FailedPrecondition {
+                id: self.0.name(),
+                what: "it has no terminal".into(),
+            }),
+        }
+    }
 
-/// `(cpu ns, memory bytes)` from runc's stats event JSON.
-pub fn parse_stats(json: &str) -> Option<(u64, u64)> {
-    let event: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
-    let data = &event["data"];
-    let cpu = data["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
-    let memory = data["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
-    Some((cpu, memory))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats_come_from_runcs_event() {
-        let json = r#"{"type":"stats","id":"c1","data":{"cpu":{"usage":{"total":1234,"kernel":1,"user":2}},"memory":{"usage":{"limit":9,"usage":4096,"max":5000,"failcnt":0}}}}"#;
-        assert_eq!(parse_stats(json), Some((1234, 4096)));
-        assert_eq!(parse_stats("not json"), None);
+    async fn close_io(&self) -> Result<(), ShimError> {
+        // The process sees the end of its input through the stdin FIFO (or, with a terminal,
+        // the copy into it ends) once containerd closes its writing end.
+        Ok(())
     }
 }

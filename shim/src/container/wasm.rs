@@ -1,267 +1,296 @@
-//! A Wasm container: its guest compiled and pre-linked at create, run at start as a tokio task
-//! on the shared engine, ended by its own exit, a trap, or a Kill.
+//! A Wasm container: its guest compiled and linked at Create, run at Start as a tokio task on the
+//! shared engine, ended by its own exit, a trap, a Kill, or (a bug) a panic in the shim's code
+//! running it, which ends the container with [`PANIC_EXIT_CODE`] and a message instead of
+//! leaving Wait hanging.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
-use wasmtime::component::{Linker as ComponentLinker, ResourceTable};
-use wasmtime::{Engine, InstancePre, Linker as ModuleLinker, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::cputime::CpuAccounted;
+use super::{
+    Container, ContainerKind, ExecRequest, Lifecycle, Phase, Process, ProcessInfo, ResourceUse,
+    WindowSize,
+};
 use crate::error::ShimError;
-use crate::exit::ExitStatus;
-use crate::io::{GuestStdio, StdioPaths};
-use crate::limits::GuestLimits;
+use crate::host::stats::Usage;
+use crate::host::stdio::{GuestStdio, StdioPaths};
+use crate::signal::Signal;
 use crate::spec::ContainerSpec;
-use crate::stats::Usage;
-use crate::wasm_kind::{self, Guest};
+use crate::wasm::exit::ExitStatus;
+use crate::wasm::guest::WasmGuest;
 
-/// Store data of a component guest.
-pub struct ComponentState {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    limits: GuestLimits,
+/// Exit code of a container whose guest task panicked in the shim.
+pub const PANIC_EXIT_CODE: u32 = 255;
+
+/// The least time between a container's start and its reported exit: containerd stamps a
+/// container's start when the Start answer reaches it, so a guest that ends within that round
+/// trip would otherwise have exited "before" it started.
+const START_TO_EXIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What a Wasm container is made of, from the factory.
+pub struct WasmParts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub spec: ContainerSpec,
+    pub stdio: StdioPaths,
+    pub terminal: bool,
+    pub guest: WasmGuest,
+    /// A command's stdio, opened at Create as runc's shim opens it (an HTTP server opens its own
+    /// writers at Start).
+    pub opened: Option<GuestStdio>,
+    /// The rootfs the shim mounted, unmounted when the container is deleted.
+    pub mounted_rootfs: Option<PathBuf>,
 }
 
-impl WasiView for ComponentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
+pub struct WasmContainer {
+    id: String,
+    bundle: PathBuf,
+    kind: ContainerKind,
+    init: Arc<WasmProcess>,
+}
+
+impl WasmContainer {
+    pub fn new(parts: WasmParts) -> Self {
+        let kind = parts.guest.kind();
+        let (id, bundle) = (parts.id.clone(), parts.bundle.clone());
+        WasmContainer {
+            id,
+            bundle,
+            kind,
+            init: Arc::new(WasmProcess(Arc::new(Guest {
+                lifecycle: Lifecycle::default(),
+                kill: watch::channel(None).0,
+                usage: Arc::new(Usage::default()),
+                started_at: Mutex::new(None),
+                opened: Mutex::new(parts.opened),
+                guest: Arc::new(parts.guest),
+                spec: parts.spec,
+                stdio: parts.stdio,
+                terminal: parts.terminal,
+                id: parts.id,
+                mounted_rootfs: Mutex::new(parts.mounted_rootfs),
+            }))),
         }
     }
 }
 
-/// Store data of a preview1 module guest.
-pub struct ModuleState {
-    ctx: WasiP1Ctx,
-    limits: GuestLimits,
-}
-
-/// The host functions guests link against, built once per engine.
-pub struct Linkers {
-    component: ComponentLinker<ComponentState>,
-    module: ModuleLinker<ModuleState>,
-    http: ComponentLinker<crate::http::HttpState>,
-}
-
-impl Linkers {
-    pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
-        let mut component = ComponentLinker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
-        let mut module = ModuleLinker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module, |s: &mut ModuleState| &mut s.ctx)?;
-        let http = crate::http::linker(engine)?;
-        Ok(Linkers {
-            component,
-            module,
-            http,
-        })
+fn unsupported(id: &str, what: &'static str) -> ShimError {
+    ShimError::NotSupportedForWasm {
+        id: id.to_string(),
+        what,
     }
 }
 
-/// A guest linked and ready to instantiate.
-enum Prepared {
-    Command(CommandPre<ComponentState>),
-    Preview1(InstancePre<ModuleState>),
-    /// A `wasi:http/proxy` component, served by `crate::http`.
-    Http(crate::http::HttpGuest),
-}
-
-pub struct WasmGuest {
-    engine: Engine,
-    prepared: Prepared,
-    kind: &'static str,
-}
-
-impl WasmGuest {
-    /// Loads, compiles, classifies and links the entrypoint of `spec`. Every reason a guest
-    /// cannot run is found here, so that it fails task Create rather than Start.
-    pub fn prepare(
-        engine: &Engine,
-        linkers: &Linkers,
-        spec: &ContainerSpec,
-    ) -> Result<Self, ShimError> {
-        let host_path = spec
-            .entrypoint_path()
-            .ok_or(wasm_kind::WasmError::NoEntrypoint)?;
-        let path =
-            std::path::PathBuf::from(spec.args.first().map(String::as_str).unwrap_or_default());
-        let guest = wasm_kind::load(engine, &host_path, &path)?;
-        Self::link(engine, linkers, spec, guest, &path)
+#[async_trait]
+impl Container for WasmContainer {
+    fn id(&self) -> &str {
+        &self.id
     }
 
-    /// Links a compiled guest (named `path` in errors) against Spore's host for a container of
-    /// `spec`.
-    pub fn link(
-        engine: &Engine,
-        linkers: &Linkers,
-        spec: &ContainerSpec,
-        guest: Guest,
-        path: &std::path::Path,
-    ) -> Result<Self, ShimError> {
-        let path = path.to_path_buf();
-        let kind = guest.kind();
-        let link_error = |e: wasmtime::Error| {
-            ShimError::Wasm(wasm_kind::WasmError::Invalid {
-                path: path.clone(),
-                what: "guest for Spore's host",
-                reason: format!("it cannot be linked: {e:#}"),
-            })
-        };
-        let prepared = match guest {
-            Guest::Command(component) => {
-                let pre = linkers
-                    .component
-                    .instantiate_pre(&component)
-                    .map_err(link_error)?;
-                Prepared::Command(CommandPre::new(pre).map_err(link_error)?)
-            }
-            Guest::Preview1(module) => Prepared::Preview1(
-                linkers
-                    .module
-                    .instantiate_pre(&module)
-                    .map_err(link_error)?,
-            ),
-            Guest::HttpProxy(component) => {
-                let config = crate::http::HttpConfig::from_env(&spec.env)
-                    .map_err(|e| ShimError::InvalidArgument(format!("{}: {e}", path.display())))?;
-                let pre = linkers
-                    .http
-                    .instantiate_pre(&component)
-                    .map_err(link_error)?;
-                let pre =
-                    wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(link_error)?;
-                Prepared::Http(crate::http::HttpGuest::new(pre, config))
-            }
-        };
-        Ok(WasmGuest {
-            engine: engine.clone(),
-            prepared,
-            kind,
-        })
+    fn bundle(&self) -> &Path {
+        &self.bundle
     }
 
-    pub fn kind(&self) -> &'static str {
+    fn kind(&self) -> ContainerKind {
         self.kind
     }
 
-    /// Whether the guest is an HTTP server (which opens the container's output itself).
-    pub fn is_http(&self) -> bool {
-        matches!(self.prepared, Prepared::Http(_))
+    fn process(&self, exec_id: Option<&str>) -> Result<Arc<dyn Process>, ShimError> {
+        match exec_id {
+            None => Ok(self.init.clone()),
+            Some(exec) => Err(ShimError::NotFound(format!("{} exec {exec}", self.id))),
+        }
     }
 
-    /// Runs the guest to its end: its exit, a trap, or the first signal sent on `kill`. A trap's
-    /// message is written to the container's stderr.
-    /// `opened` is the container's stdio when task Create opened it already (as runc's shim
-    /// does, so containerd's readers never wait on a FIFO without a writer).
-    pub async fn run(
-        &self,
-        spec: &ContainerSpec,
-        stdio: &StdioPaths,
-        opened: Option<GuestStdio>,
-        usage: Arc<Usage>,
-        mut kill: watch::Receiver<Option<u32>>,
-    ) -> ExitStatus {
-        if let Prepared::Http(http) = &self.prepared {
-            // A server handles Kill itself: SIGTERM drains in-flight requests first.
-            return http.serve(spec, stdio, usage, kill).await;
+    async fn exec(&self, _request: ExecRequest) -> Result<Arc<dyn Process>, ShimError> {
+        Err(unsupported(&self.id, "exec"))
+    }
+
+    fn remove_exec(&self, exec_id: &str) -> Result<(), ShimError> {
+        Err(ShimError::NotFound(format!("{} exec {exec_id}", self.id)))
+    }
+
+    async fn pause(&self) -> Result<(), ShimError> {
+        Err(unsupported(&self.id, "pause"))
+    }
+
+    async fn resume(&self) -> Result<(), ShimError> {
+        Err(unsupported(&self.id, "resume"))
+    }
+
+    async fn update(&self, _: &oci_spec::runtime::LinuxResources) -> Result<(), ShimError> {
+        Err(unsupported(&self.id, "update of resources"))
+    }
+
+    async fn stats(&self) -> Result<ResourceUse, ShimError> {
+        let usage = &self.init.0.usage;
+        Ok(ResourceUse {
+            cpu_nanos: usage.cpu_nanos.load(Ordering::Relaxed),
+            memory_bytes: usage.memory_bytes.load(Ordering::Relaxed),
+            memory_peak_bytes: usage.memory_peak(),
+            memory_limit: self.init.0.spec.memory_limit,
+        })
+    }
+
+    async fn pids(&self) -> Result<Vec<u32>, ShimError> {
+        Ok(match self.init.phase() {
+            Phase::Running => vec![std::process::id()],
+            _ => Vec::new(),
+        })
+    }
+}
+
+/// The guest as the container's one process.
+pub struct WasmProcess(Arc<Guest>);
+
+struct Guest {
+    id: String,
+    spec: ContainerSpec,
+    stdio: StdioPaths,
+    terminal: bool,
+    guest: Arc<WasmGuest>,
+    lifecycle: Lifecycle,
+    kill: watch::Sender<Option<Signal>>,
+    usage: Arc<Usage>,
+    started_at: Mutex<Option<SystemTime>>,
+    opened: Mutex<Option<GuestStdio>>,
+    mounted_rootfs: Mutex<Option<PathBuf>>,
+}
+
+impl Guest {
+    fn end(&self, mut status: ExitStatus) {
+        let started = self.started_at.lock().ok().and_then(|t| *t);
+        if let Some(started) = started
+            && status.at < started + START_TO_EXIT_MARGIN
+        {
+            status.at = started + START_TO_EXIT_MARGIN;
         }
-        let guest = async {
-            let opened = match opened {
-                Some(opened) => Ok(opened),
-                None => GuestStdio::open(stdio).await,
+        if let Some(message) = &status.message {
+            tracing::warn!(container = %self.id, code = status.code, "{message}");
+        }
+        self.lifecycle.finish(status);
+    }
+
+    fn unmount_rootfs(&self) -> Result<(), ShimError> {
+        let mounted = self.mounted_rootfs.lock().ok().and_then(|mut m| m.take());
+        match mounted {
+            Some(rootfs) => crate::host::rootfs::unmount(&rootfs),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Process for WasmProcess {
+    fn info(&self) -> ProcessInfo {
+        ProcessInfo {
+            pid: std::process::id(),
+            stdio: self.0.stdio.clone(),
+            terminal: self.0.terminal,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.0.lifecycle.phase()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(container = %self.0.id))]
+    async fn start(&self) -> Result<u32, ShimError> {
+        self.0.lifecycle.begin(&self.0.id)?;
+        if let Ok(mut at) = self.0.started_at.lock() {
+            *at = Some(SystemTime::now());
+        }
+        let guest = self.0.clone();
+        let opened = guest.opened.lock().ok().and_then(|mut s| s.take());
+        tokio::spawn(async move {
+            let running = {
+                let guest = guest.clone();
+                tokio::spawn(async move {
+                    crate::faults::guest_task(&guest.spec.env);
+                    let kill = guest.kill.subscribe();
+                    guest
+                        .guest
+                        .run(&guest.spec, &guest.stdio, opened, guest.usage.clone(), kill)
+                        .await
+                })
             };
-            let mut opened = match opened {
-                Ok(opened) => opened,
-                Err(e) => return ExitStatus::new(1, Some(e.to_string())),
+            let status = match running.await {
+                Ok(status) => status,
+                Err(err) => ExitStatus::new(
+                    PANIC_EXIT_CODE,
+                    Some(format!(
+                        "spore: the shim failed while running this container (a bug in Spore): {}",
+                        panic_text(err)
+                    )),
+                ),
             };
-            let tail = opened.stderr_tail.take();
-            let status = self.run_guest(spec, opened, usage.clone()).await;
-            if let (Some(message), Some(mut tail)) = (&status.message, tail) {
-                crate::io::write_line(&mut tail, message).await;
+            guest.usage.memory_bytes.store(0, Ordering::Relaxed);
+            guest.end(status);
+        });
+        Ok(std::process::id())
+    }
+
+    async fn kill(&self, signal: Signal, _all: bool) -> Result<(), ShimError> {
+        match self.phase() {
+            Phase::Stopped(_) => Err(ShimError::ProcessFinished(self.0.id.clone())),
+            _ if signal.leaves_running() => Ok(()),
+            Phase::Running | Phase::Paused => {
+                self.0.kill.send_replace(Some(signal));
+                Ok(())
             }
-            status
-        };
-        tokio::select! {
-            status = CpuAccounted::new(guest, usage.clone()) => status,
-            signal = wait_for_signal(&mut kill) => ExitStatus::killed(signal),
+            Phase::Created => {
+                self.0.end(ExitStatus::killed(signal));
+                Ok(())
+            }
         }
     }
 
-    async fn run_guest(
-        &self,
-        spec: &ContainerSpec,
-        opened: GuestStdio,
-        usage: Arc<Usage>,
-    ) -> ExitStatus {
-        let builder = match crate::wasi::builder(spec, opened) {
-            Ok(builder) => builder,
-            Err(e) => return ExitStatus::new(1, Some(e.to_string())),
-        };
-        let limits = GuestLimits::new(spec.memory_limit, usage);
-        let result = match &self.prepared {
-            Prepared::Command(pre) => {
-                let mut builder = builder;
-                let state = ComponentState {
-                    ctx: builder.build(),
-                    table: ResourceTable::new(),
-                    limits,
-                };
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|s| &mut s.limits);
-                store.epoch_deadline_async_yield_and_update(1);
-                run_command(pre, &mut store).await
+    async fn wait(&self) -> ExitStatus {
+        self.0.lifecycle.wait().await
+    }
+
+    async fn delete(&self) -> Result<ExitStatus, ShimError> {
+        let status = match self.phase() {
+            Phase::Running | Phase::Paused => {
+                return Err(ShimError::FailedPrecondition {
+                    id: self.0.id.clone(),
+                    what: "cannot delete a running container; kill it first".into(),
+                });
             }
-            Prepared::Preview1(pre) => {
-                let mut builder = builder;
-                let state = ModuleState {
-                    ctx: builder.build_p1(),
-                    limits,
-                };
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|s| &mut s.limits);
-                store.epoch_deadline_async_yield_and_update(1);
-                run_preview1(pre, &mut store).await
+            Phase::Stopped(status) => status,
+            Phase::Created => {
+                self.0.end(ExitStatus::killed(Signal::KILL));
+                self.wait().await
             }
-            Prepared::Http(_) => Err(wasmtime::format_err!(
-                "a wasi:http/proxy component is served, not run as a command"
-            )),
         };
-        ExitStatus::from_guest(result)
+        self.0.unmount_rootfs()?;
+        Ok(status)
+    }
+
+    async fn resize_pty(&self, _size: WindowSize) -> Result<(), ShimError> {
+        Err(unsupported(&self.0.id, "resizing a pty"))
+    }
+
+    async fn close_io(&self) -> Result<(), ShimError> {
+        // The guest sees the end of its input through the stdin FIFO once containerd closes
+        // its writing end.
+        Ok(())
     }
 }
 
-async fn run_command(
-    pre: &CommandPre<ComponentState>,
-    store: &mut Store<ComponentState>,
-) -> wasmtime::Result<bool> {
-    let command = pre.instantiate_async(&mut *store).await?;
-    let outcome = command.wasi_cli_run().call_run(&mut *store).await?;
-    Ok(outcome.is_ok())
-}
-
-async fn run_preview1(
-    pre: &InstancePre<ModuleState>,
-    store: &mut Store<ModuleState>,
-) -> wasmtime::Result<bool> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-    start.call_async(&mut *store, ()).await?;
-    Ok(true)
-}
-
-/// Resolves with the first signal sent; never resolves if the sender goes away without one.
-async fn wait_for_signal(kill: &mut watch::Receiver<Option<u32>>) -> u32 {
-    loop {
-        if let Some(signal) = *kill.borrow_and_update() {
-            return signal;
-        }
-        if kill.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+fn panic_text(err: tokio::task::JoinError) -> String {
+    if !err.is_panic() {
+        return format!("its task was cancelled ({err})");
     }
+    let payload = err.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("panic: {text}")
 }

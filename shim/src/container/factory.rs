@@ -1,0 +1,258 @@
+//! From a Create request to a container. The one place that decides how a container runs
+//! ([`decide`]): the pod's sandbox natively; an OCI Wasm artifact as Wasm; an ordinary image as
+//! Wasm when its entrypoint (found inside the rootfs only) is Wasm, else natively through runc.
+//! Which Wasm kind (command, HTTP proxy, preview1) follows from what the module exports, when
+//! it is compiled here. Everything after Create reads the container's [`ContainerKind`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wasmtime::Engine;
+
+use super::native::NativeContainer;
+use super::runc::Runc;
+use super::wasm::{WasmContainer, WasmParts};
+use super::{Container, CreateRequest};
+use crate::containerd::options::RuntimeOptions;
+use crate::error::ShimError;
+use crate::host::entrypoint::{Entrypoint, EntrypointError};
+use crate::host::reaper::{Exits, ReaperError};
+use crate::host::stdio::GuestStdio;
+use crate::spec::ContainerSpec;
+use crate::wasm::content::WasmLayer;
+use crate::wasm::guest::WasmGuest;
+use crate::wasm::linker::Linkers;
+use crate::wasm::source::{GuestOrigin, GuestSource};
+
+/// Builds the containers of a Create request.
+#[async_trait]
+pub trait ContainerFactory: Send + Sync + 'static {
+    async fn create(&self, request: CreateRequest) -> Result<Arc<dyn Container>, ShimError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactoryError {
+    #[error("{0}")]
+    Engine(String),
+    #[error("linking WASI: {0}")]
+    Link(String),
+    #[error(transparent)]
+    Reaper(#[from] ReaperError),
+}
+
+/// How a container runs.
+#[derive(Debug)]
+pub enum Decision {
+    Native,
+    Wasm(GuestOrigin),
+}
+
+/// Decides how a container of `spec` runs from what its image is (`artifact`: the Wasm layer
+/// of an OCI Wasm artifact or a Wasm-layer image) and its entrypoint in the rootfs.
+pub fn decide(
+    spec: &ContainerSpec,
+    artifact: Option<WasmLayer>,
+    entrypoint: impl FnOnce() -> Result<Entrypoint, EntrypointError>,
+) -> Result<Decision, ShimError> {
+    if spec.is_sandbox() {
+        return Ok(Decision::Native);
+    }
+    if let Some(layer) = artifact {
+        return Ok(Decision::Wasm(GuestOrigin::Artifact(layer)));
+    }
+    let named_wasm = spec.args.first().is_some_and(|a| a.ends_with(".wasm"));
+    match entrypoint() {
+        Ok(file) if file.is_wasm() || named_wasm => {
+            Ok(Decision::Wasm(GuestOrigin::Entrypoint(file)))
+        }
+        Ok(_) => Ok(Decision::Native),
+        // A missing `*.wasm` is a Wasm error; any other missing program is runc's to report.
+        Err(err) if named_wasm => Err(err.into()),
+        Err(_) => Ok(Decision::Native),
+    }
+}
+
+/// The factory of real containers: Wasm on the shared engine, native through runc.
+pub struct Factory {
+    engine: Engine,
+    linkers: Arc<Linkers>,
+    sources: GuestSource,
+    exits: Exits,
+    namespace: String,
+}
+
+impl Factory {
+    pub async fn new(containerd_address: &str, namespace: &str) -> Result<Self, FactoryError> {
+        let engine = crate::wasm::engine::shared_engine()
+            .map_err(FactoryError::Engine)?
+            .clone();
+        let linkers = Linkers::new(&engine).map_err(|e| FactoryError::Link(format!("{e:#}")))?;
+        Ok(Factory {
+            sources: GuestSource::new(
+                engine.clone(),
+                containerd_address.to_string(),
+                namespace.to_string(),
+            ),
+            linkers: Arc::new(linkers),
+            engine,
+            exits: Exits::start().await?,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    async fn build(
+        &self,
+        request: &CreateRequest,
+        spec: ContainerSpec,
+        options: &RuntimeOptions,
+        mounted: Option<PathBuf>,
+    ) -> Result<Arc<dyn Container>, ShimError> {
+        let artifact = if spec.is_sandbox() {
+            None
+        } else {
+            self.sources.artifact_layer(&request.id, &spec).await?
+        };
+        let decision = decide(&spec, artifact, || Entrypoint::open(&spec))?;
+        let origin = match decision {
+            Decision::Native => {
+                let runc = Runc::new(
+                    &request.id,
+                    &request.bundle,
+                    options,
+                    &self.namespace,
+                    self.exits.clone(),
+                )?;
+                let container = NativeContainer::create(
+                    runc,
+                    &request.bundle,
+                    request.stdio.clone(),
+                    request.terminal,
+                    mounted,
+                )
+                .await?;
+                return Ok(Arc::new(container));
+            }
+            Decision::Wasm(origin) => origin,
+        };
+        // The guest's memory, from reading its bytes on, is the pod's.
+        crate::host::cgroup::join_pod(&spec);
+        let (compiled, name) = self.sources.guest(origin, options).await?;
+        let (engine, linkers, link_spec) =
+            (self.engine.clone(), self.linkers.clone(), spec.clone());
+        let guest = tokio::task::spawn_blocking(move || {
+            WasmGuest::link(&engine, &linkers, &link_spec, compiled, &name)
+        })
+        .await
+        .map_err(|e| ShimError::TaskFailed(format!("linking the guest: {e}")))??;
+        if let Some((hits, misses)) = self.sources.cache_stats() {
+            tracing::debug!(id = %request.id, hits, misses, "compile cache");
+        }
+        // A command's output FIFOs are opened now, as runc's shim opens them at create:
+        // containerd's readers are already there (an HTTP server opens its own at start).
+        let opened = if guest.is_http() {
+            None
+        } else {
+            Some(GuestStdio::open(&request.stdio).await?)
+        };
+        Ok(Arc::new(WasmContainer::new(WasmParts {
+            id: request.id.clone(),
+            bundle: request.bundle.clone(),
+            spec,
+            stdio: request.stdio.clone(),
+            terminal: request.terminal,
+            guest,
+            opened,
+            mounted_rootfs: mounted,
+        })))
+    }
+}
+
+#[async_trait]
+impl ContainerFactory for Factory {
+    #[tracing::instrument(level = "debug", skip_all, fields(container = %request.id))]
+    async fn create(&self, request: CreateRequest) -> Result<Arc<dyn Container>, ShimError> {
+        let spec = ContainerSpec::load(&request.bundle)?;
+        let options = match &request.options {
+            Some((type_url, value)) => RuntimeOptions::decode(type_url, value)?,
+            None => RuntimeOptions::default(),
+        };
+        let mounted = mount_rootfs(&request.bundle, &request.rootfs).await?;
+        let built = self.build(&request, spec, &options, mounted.clone()).await;
+        if built.is_err()
+            && let Some(rootfs) = &mounted
+        {
+            let _ = crate::host::rootfs::unmount(rootfs);
+        }
+        built
+    }
+}
+
+async fn mount_rootfs(
+    bundle: &Path,
+    mounts: &[crate::host::rootfs::RootfsMount],
+) -> Result<Option<PathBuf>, ShimError> {
+    let (bundle, mounts) = (bundle.to_path_buf(), mounts.to_vec());
+    tokio::task::spawn_blocking(move || crate::host::rootfs::mount(&bundle, &mounts))
+        .await
+        .map_err(|e| ShimError::TaskFailed(format!("mounting the rootfs: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::entrypoint::EntrypointError;
+
+    fn spec_with(args: &[&str], sandbox: bool) -> ContainerSpec {
+        let mut spec = ContainerSpec {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..ContainerSpec::default()
+        };
+        if sandbox {
+            spec.annotations.insert(
+                crate::spec::CONTAINER_TYPE_ANNOTATION.into(),
+                "sandbox".into(),
+            );
+        }
+        spec
+    }
+
+    fn missing() -> Result<Entrypoint, EntrypointError> {
+        Err(EntrypointError::NotFound { path: "/x".into() })
+    }
+
+    fn layer() -> WasmLayer {
+        WasmLayer {
+            image: "r/app:1".into(),
+            manifest_digest: "sha256:m".into(),
+            digest: "sha256:l".into(),
+            media_type: "application/wasm".into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn the_sandbox_is_always_native() {
+        let decided = decide(&spec_with(&["/pause"], true), Some(layer()), missing);
+        assert!(matches!(decided, Ok(Decision::Native)));
+    }
+
+    #[test]
+    fn an_artifact_is_wasm_whatever_its_args() {
+        let decided = decide(&spec_with(&["a", "b"], false), Some(layer()), missing);
+        assert!(matches!(
+            decided,
+            Ok(Decision::Wasm(GuestOrigin::Artifact(_)))
+        ));
+    }
+
+    #[test]
+    fn a_missing_program_is_runcs_to_report_unless_it_is_named_wasm() {
+        assert!(matches!(
+            decide(&spec_with(&["/bin/sh"], false), None, missing),
+            Ok(Decision::Native)
+        ));
+        let err = decide(&spec_with(&["/app.wasm"], false), None, missing).expect_err("wasm");
+        assert!(err.to_string().contains("/x"), "{err}");
+    }
+}

@@ -1,0 +1,134 @@
+//! The serving process: started by `start` with `-socket`, it joins its pod, serves containerd's
+//! Task API for every container of the pod, and exits once containerd's last Shutdown has been
+//! answered and no container is left.
+//!
+//! Order matters at the start: the pod's network namespace is joined before any thread exists
+//! (a namespace is per thread), the inherited listener is taken before anything could inherit it,
+//! and the ready line goes out only once the ttrpc server listens with the Task service in place.
+
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use containerd_shim::Flags;
+use containerd_shim::asynchronous::publisher::RemotePublisher;
+use containerd_shim::protos::shim_async::{Task, create_task};
+use containerd_shim::protos::ttrpc::r#async::Server;
+use containerd_shim::protos::ttrpc::r#async::transport::Listener;
+
+use super::READY_LINE;
+use crate::container::factory::Factory;
+use crate::containerd::events::ForwardedEvents;
+use crate::containerd::shutdown::Shutdown;
+use crate::containerd::socket::{self, SocketError};
+use crate::containerd::task_service::TaskService;
+
+const TASK_V3: &str = "containerd.task.v3.Task";
+const TASK_V2: &str = "containerd.task.v2.Task";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the shim socket is not set (-socket)")]
+    NoSocket,
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("joining the pod: {0}")]
+    Pod(#[from] crate::host::netns::NetnsError),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the TTRPC_ADDRESS environment variable is not set")]
+    NoTtrpcAddress,
+    #[error("connecting to containerd's events at {address}: {reason}")]
+    Events { address: String, reason: String },
+    #[error("preparing the Wasm runtime: {0}")]
+    Factory(#[from] crate::container::factory::FactoryError),
+    #[error("the ttrpc server: {0}")]
+    Server(String),
+}
+
+pub fn run(flags: &Flags) -> ExitCode {
+    match run_until_shutdown(flags) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Before the ready line, `start` passes this on to containerd; after it, the shim's
+            // log is the place.
+            tracing::error!("{err}");
+            eprintln!("{}: {err}", spore_format::SHIM_BINARY);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
+    if flags.socket.is_empty() {
+        return Err(ServeError::NoSocket);
+    }
+    // Before any thread: the namespace is per thread, and the descriptor must not leak.
+    crate::host::netns::enter_for_bundle(Path::new("."))?;
+    let listener = match socket::take_inherited()? {
+        Some(listener) => listener,
+        None => socket::bind_for_serving(&flags.socket)?,
+    };
+    crate::host::reaper::become_subreaper();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let result = runtime.block_on(serve(flags, listener));
+    socket::remove(&flags.socket);
+    result
+}
+
+async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> {
+    crate::host::logging::init(flags.debug);
+    crate::host::reaper::reap_children();
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| ServeError::NoTtrpcAddress)?;
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .await
+        .map_err(|e| ServeError::Events {
+            address: ttrpc_address.clone(),
+            reason: e.to_string(),
+        })?;
+    let events = Arc::new(ForwardedEvents::start(publisher, flags.namespace.clone()));
+    let factory = Factory::new(&flags.address, &flags.namespace).await?;
+    let shutdown = Arc::new(Shutdown::default());
+    let service: Arc<dyn Task + Send + Sync> =
+        Arc::new(TaskService::new(factory, events, shutdown.clone()));
+    let mut services = create_task(service.clone());
+    if let Some(v3) = create_task(service).remove(TASK_V3) {
+        services.insert(TASK_V2.to_string(), v3);
+    }
+    let listener = Listener::try_from(listener).map_err(|e| ServeError::Server(e.to_string()))?;
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(services);
+    server
+        .start()
+        .await
+        .map_err(|e| ServeError::Server(e.to_string()))?;
+    signal_ready();
+    tracing::info!(socket = %flags.socket, "serving");
+    shutdown.requested().await;
+    // Stops accepting, waits for the requests already received to be answered, then closes.
+    let _ = server.shutdown().await;
+    crate::host::cgroup::leave_pod();
+    tracing::info!("no containers left: the shim exits");
+    Ok(())
+}
+
+/// Tells `start` that the server listens, then lets go of the pipes it reads: from here on,
+/// stdout and stderr are `/dev/null` (the shim's own log is containerd's `log` FIFO).
+fn signal_ready() {
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{READY_LINE}").and_then(|()| stdout.flush());
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+        // SAFETY: dup2 onto the standard descriptors of this process.
+        unsafe {
+            libc::dup2(fd, libc::STDOUT_FILENO);
+            libc::dup2(fd, libc::STDERR_FILENO);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The shim process in its pod's cgroup. Wasm containers run inside the shim, so the shim moves
+//! itself into a leaf `spore-wasm` below the pod's cgroup (the parent of the containers'
+//! `cgroupsPath`), in every hierarchy (cgroup v1 and v2), so that the kubelet's pod limits and
+//! accounting cover the Wasm containers; it leaves at shutdown so the kubelet can remove the
+//! pod's cgroup. (The pod's network namespace is `netns.rs`.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::spec::ContainerSpec;
+
+/// The leaf cgroup the shim moves into below the pod's cgroup.
+pub const SHIM_CGROUP_LEAF: &str = "spore-wasm";
+
+static JOINED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The pod's cgroup, relative to a hierarchy's root, from a container's `cgroupsPath`:
+/// `/kubepods/besteffort/pod<uid>/<id>` (cgroupfs driver) or
+/// `kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>` (systemd driver).
+pub fn pod_cgroup(cgroups_path: &str) -> Option<PathBuf> {
+    if cgroups_path.starts_with('/') {
+        return Path::new(cgroups_path).parent().map(Path::to_path_buf);
+    }
+    let slice = cgroups_path.split(':').next()?;
+    let name = slice.strip_suffix(".slice")?;
+    // systemd nests `a-b-c.slice` in `a.slice/a-b.slice/a-b-c.slice`.
+    let mut path = PathBuf::from("/");
+    let mut prefix = String::new();
+    for part in name.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    Some(path)
+}
+
+/// Mount points of the cgroup hierarchies, from `/proc/self/mountinfo`.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fs_type = right.split_whitespace().next()?;
+            if fs_type != "cgroup" && fs_type != "cgroup2" {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .collect()
+}
+
+/// Moves the shim into the pod's cgroup, once, when the first Wasm container of a pod is made.
+/// Failures are logged, not fatal: the guest still runs, only outside the pod's accounting.
+pub fn join_pod(spec: &ContainerSpec) {
+    if spec.sandbox_id().is_none() {
+        return;
+    }
+    let Some(pod) = spec.cgroups_path.as_deref().and_then(pod_cgroup) else {
+        return;
+    };
+    let Ok(mut joined) = JOINED.lock() else {
+        return;
+    };
+    if !joined.is_empty() {
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let pid = std::process::id().to_string();
+    for mount in cgroup_mounts(&mountinfo) {
+        let parent = mount.join(pod.strip_prefix("/").unwrap_or(&pod));
+        if !parent.is_dir() {
+            continue;
+        }
+        let leaf = parent.join(SHIM_CGROUP_LEAF);
+        let moved = std::fs::create_dir_all(&leaf)
+            .and_then(|()| inherit_cpuset(&parent, &leaf))
+            .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &pid));
+        match moved {
+            Ok(()) => joined.push(leaf),
+            Err(err) => {
+                let _ = std::fs::remove_dir(&leaf);
+                tracing::warn!(leaf = %leaf.display(), %err, "cannot join the pod's cgroup");
+            }
+        }
+    }
+    tracing::info!(cgroups = ?*joined, "shim joined its pod's cgroup");
+}
+
+/// A new cgroup v1 cpuset starts with no CPUs and no memory nodes, and takes no process until
+/// it has some: give it its parent's.
+fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = leaf.join(file);
+        if mine.exists() && std::fs::read_to_string(&mine)?.trim().is_empty() {
+            std::fs::write(&mine, std::fs::read_to_string(parent.join(file))?.trim())?;
+        }
+    }
+    Ok(())
+}
+
+/// Leaves the pod's cgroup (back to each hierarchy's root) and removes the leaf, so the kubelet
+/// can remove the pod's cgroup.
+pub fn leave_pod() {
+    let Ok(mut joined) = JOINED.lock() else {
+        return;
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let pid = std::process::id().to_string();
+    for mount in cgroup_mounts(&mountinfo) {
+        if joined.iter().any(|leaf| leaf.starts_with(&mount)) {
+            let _ = std::fs::write(mount.join("cgroup.procs"), &pid);
+        }
+    }
+    for leaf in joined.drain(..) {
+        if let Err(err) = std::fs::remove_dir(&leaf) {
+            tracing::warn!(leaf = %leaf.display(), %err, "cannot remove the shim's cgroup");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroupfs_pod_is_the_parent() {
+        assert_eq!(
+            pod_cgroup("/kubepods/besteffort/pod1234/abcd"),
+            Some(PathBuf::from("/kubepods/besteffort/pod1234"))
+        );
+    }
+
+    #[test]
+    fn systemd_slices_nest() {
+        assert_eq!(
+            pod_cgroup("kubepods-besteffort-pod1234.slice:cri-containerd:abcd"),
+            Some(PathBuf::from(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice"
+            ))
+        );
+        assert_eq!(pod_cgroup("not-a-slice:x:y"), None);
+    }
+
+    #[test]
+    fn finds_v1_and_v2_mounts() {
+        let info = "\
+30 24 0:26 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+31 24 0:27 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+32 24 0:28 / /proc rw - proc proc rw";
+        assert_eq!(
+            cgroup_mounts(info),
+            [
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                PathBuf::from("/sys/fs/cgroup/memory")
+            ]
+        );
+    }
+}
