@@ -4,6 +4,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR="$root/target"
-cargo build -q --release --target wasm32-wasip2 --manifest-path "$root/examples/Cargo.toml"
-cargo build -q --release --target wasm32-wasip2 --manifest-path "$root/shim/tests/guests/Cargo.toml"
-cargo build -q --release --target wasm32-wasip1 --manifest-path "$root/shim/tests/guests/Cargo.toml" --bin exit3
+cargo build --release --target wasm32-wasip2 --manifest-path "$root/examples/Cargo.toml"
+cargo build --release --target wasm32-wasip2 --manifest-path "$root/shim/tests/guests/Cargo.toml"
+cargo build --release --target wasm32-wasip1 --manifest-path "$root/shim/tests/guests/Cargo.toml" --bin exit3

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Spore's main job on a fresh machine: installs what it needs, builds the shim and the example,
-# then serves examples/hello through a private containerd from a loopback registry.
+# Spore's main job on a new machine: installs what it needs, builds the shim and the examples,
+# then, through a private containerd and a loopback registry, runs examples/hello with
+# `ctr run` and serves examples/hello-http as a pod through CRI (what the kubelet does).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -8,10 +9,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "hack/demo.sh starts containerd and must run as root" >&2
   exit 1
 fi
-echo "==> setup (packages, containerd 2.x into .tools/, Rust Wasm targets)"
-bash hack/setup.sh >/dev/null
-echo "==> building the shim (containerd-shim-spore-v1) and the Wasm examples"
-cargo build --quiet -p spore-shim --bin containerd-shim-spore-v1
-cargo build --quiet -p spore-e2e --bin spore-demo
+echo "==> setup (Debian packages, containerd 2.x into .tools/, Rust Wasm targets)"
+bash hack/setup.sh
+echo "==> building the shim (containerd-shim-spore-v1), the demo and the Wasm examples"
+if [ ! -x target/debug/containerd-shim-spore-v1 ]; then
+  echo "    (the first build compiles wasmtime: about 15 minutes on 2 cores; cargo shows its progress)"
+fi
+cargo build -p spore-shim --bin containerd-shim-spore-v1 -p spore-e2e --bin spore-demo
 bash hack/build-guests.sh
 exec "$root/target/debug/spore-demo"

@@ -12,12 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::world::{WasmKind, WasmWorld};
 
 /// The config media type that marks an OCI Wasm artifact.
-pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+pub const WASM_CONFIG_MEDIA_TYPE: &str = spore_format::WASM_CONFIG_MEDIA_TYPE;
 /// The layer media type of the Wasm OCI artifact layout.
-pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+pub const WASM_LAYER_MEDIA_TYPE: &str = spore_format::WASM_LAYER_MEDIA_TYPE;
 /// The older layer media type used by runwasi's tooling, also accepted by Spore.
-pub const COMPONENT_LAYER_MEDIA_TYPE: &str =
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+pub const COMPONENT_LAYER_MEDIA_TYPE: &str = spore_format::COMPONENT_LAYER_MEDIA_TYPE;
 /// Layer media types that Spore takes as Wasm.
 pub const SPORE_WASM_LAYER_MEDIA_TYPES: [&str; 2] =
     [WASM_LAYER_MEDIA_TYPE, COMPONENT_LAYER_MEDIA_TYPE];

@@ -8,7 +8,7 @@ use serde::Serialize;
 use wasmparser::{Encoding, Parser, Payload, Validator, WasmFeatures};
 
 /// The first four bytes of every WebAssembly binary.
-pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
+pub const WASM_MAGIC: &[u8; 4] = &spore_format::WASM_MAGIC;
 /// The first four bytes of an ELF file, such as wasmtime's precompiled `.cwasm`.
 pub const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 

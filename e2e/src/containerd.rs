@@ -118,9 +118,13 @@ impl ContainerdOptions {
     }
 
     /// Puts cargo's `target/debug` (where `cargo build -p spore-shim` writes
-    /// `containerd-shim-spore-v1`) first on containerd's `PATH`.
+    /// `containerd-shim-spore-v1`) first on containerd's `PATH`; `SPORE_TEST_SHIM_DIR` names
+    /// another directory (to run the tests against another build of the shim).
     pub fn spore_shim_from_target(self) -> Self {
-        self.shim_dir(crate::tools::debug_bin_dir())
+        match std::env::var_os("SPORE_TEST_SHIM_DIR") {
+            Some(dir) if !dir.is_empty() => self.shim_dir(PathBuf::from(dir)),
+            _ => self.shim_dir(crate::tools::debug_bin_dir()),
+        }
     }
 
     pub fn systemd_cgroup(mut self, on: bool) -> Self {
@@ -560,9 +564,10 @@ impl Containerd {
     /// what had to be cleaned up by force. An empty result means containerd and its shims shut
     /// down cleanly.
     pub fn shutdown(mut self) -> Leftovers {
+        // A shim exits as soon as it has answered containerd's last Shutdown; wait for that
+        // exit (bounded) before calling anything left over.
+        let leftovers = self.leftovers_after(Duration::from_secs(5));
         self.stop_containerd();
-        // Give shims a moment to notice containerd is gone; they should exit when idle.
-        let leftovers = self.leftovers();
         self.force_cleanup();
         leftovers
     }

@@ -10,7 +10,7 @@ use k8s_cri::v1 as cri;
 /// The kubelet's cgroup driver; decides the form of the pod's cgroup parent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CgroupDriver {
-    /// `/kubepods/besteffort/pod<uid>`.
+    /// `/spore-e2e/kubepods/besteffort/pod<uid>` (the kubelet's layout below the harness root).
     #[default]
     Cgroupfs,
     /// `kubepods-besteffort-pod<uid>.slice` (needs systemd, which this machine has not).
@@ -46,12 +46,18 @@ impl QosClass {
     }
 }
 
-/// The cgroup parent the kubelet sends for a pod.
+/// The cgroup root of the harness's pods: the kubelet's `/kubepods` tree lives below it, so that
+/// a kubelet on the same machine (which removes pod cgroups it does not know from its own
+/// `/kubepods`) never touches the tests' pods.
+pub const HARNESS_CGROUP_ROOT: &str = "/spore-e2e";
+
+/// The cgroup parent the kubelet sends for a pod (cgroupfs driver: below
+/// [`HARNESS_CGROUP_ROOT`], as a kubelet started with `--cgroup-root=/spore-e2e` does).
 pub fn cgroup_parent(driver: CgroupDriver, qos: QosClass, uid: &str) -> String {
     match driver {
         CgroupDriver::Cgroupfs => match qos.cgroup_segment() {
-            Some(segment) => format!("/kubepods/{segment}/pod{uid}"),
-            None => format!("/kubepods/pod{uid}"),
+            Some(segment) => format!("{HARNESS_CGROUP_ROOT}/kubepods/{segment}/pod{uid}"),
+            None => format!("{HARNESS_CGROUP_ROOT}/kubepods/pod{uid}"),
         },
         CgroupDriver::Systemd => {
             let uid = uid.replace('-', "_");
@@ -334,15 +340,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cgroup_parents_follow_the_kubelet() {
+    fn cgroup_parents_follow_the_kubelet_below_the_harness_root() {
         let uid = "1234-abcd";
         assert_eq!(
             cgroup_parent(CgroupDriver::Cgroupfs, QosClass::BestEffort, uid),
-            "/kubepods/besteffort/pod1234-abcd"
+            "/spore-e2e/kubepods/besteffort/pod1234-abcd"
         );
         assert_eq!(
             cgroup_parent(CgroupDriver::Cgroupfs, QosClass::Guaranteed, uid),
-            "/kubepods/pod1234-abcd"
+            "/spore-e2e/kubepods/pod1234-abcd"
         );
         assert_eq!(
             cgroup_parent(CgroupDriver::Systemd, QosClass::Burstable, uid),
@@ -379,7 +385,7 @@ mod tests {
         let linux = config.linux.as_ref().expect("linux");
         assert_eq!(
             linux.cgroup_parent,
-            format!("/kubepods/besteffort/pod{}", pod.uid)
+            format!("/spore-e2e/kubepods/besteffort/pod{}", pod.uid)
         );
         let ns = linux
             .security_context

@@ -9,7 +9,7 @@ use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 /// The CRI runtime handler (and RuntimeClass handler) name.
 pub const RUNTIME_NAME: &str = "spore";
 /// containerd's runtime type for the shim `containerd-shim-spore-v1`.
-pub const RUNTIME_TYPE: &str = "io.containerd.spore.v1";
+pub const RUNTIME_TYPE: &str = spore_format::RUNTIME_TYPE;
 
 /// The config schema containerd reads, from the file's `version` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 
 /// Label key set on nodes whose containerd has the `spore` runtime.
-pub const SHIM_LABEL: &str = "spore.dev/shim";
+pub const SHIM_LABEL: &str = spore_format::SHIM_LABEL;
 /// Its value.
-pub const SHIM_READY: &str = "ready";
+pub const SHIM_READY: &str = spore_format::SHIM_READY;
 
 const FIELD_MANAGER: &str = "spore-node-install";
 

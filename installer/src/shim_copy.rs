@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::fs_atomic;
 
 /// The shim's file name; containerd maps runtime type `io.containerd.spore.v1` to it.
-pub const SHIM_BINARY: &str = "containerd-shim-spore-v1";
+pub const SHIM_BINARY: &str = spore_format::SHIM_BINARY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimCopyError {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::image_ref::IMAGE_REFERENCE_PATTERN;
 
 /// Runtime class used when the spec names none.
-pub const DEFAULT_RUNTIME_CLASS: &str = "spore";
+pub const DEFAULT_RUNTIME_CLASS: &str = spore_format::RUNTIME_HANDLER;
 /// Port an HTTP app listens on when the spec names none.
 pub const DEFAULT_HTTP_PORT: i32 = 8080;
 /// Path probed for health when the spec names none.

@@ -16,7 +16,7 @@ use crate::Containerd;
 use crate::image::ImageBuilder;
 
 const NAMESPACE: &str = "default";
-const SPORE_RUNTIME: &str = "io.containerd.spore.v1";
+const SPORE_RUNTIME: &str = spore_format::RUNTIME_TYPE;
 /// The goal: a warm large start within 1.2x a warm small one.
 pub const GOAL_WARM_RATIO: f64 = 1.2;
 /// What the large module prints.

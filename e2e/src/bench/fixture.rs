@@ -36,7 +36,7 @@ fn read_guest(name: &str) -> Result<Vec<u8>, BenchError> {
 impl Fixture {
     /// `import_pause` for the CRI (the pod bench); `ctr run` needs none.
     pub fn start(shim_dir: &Path, import_pause: bool) -> Result<Fixture, BenchError> {
-        let shim = shim_dir.join("containerd-shim-spore-v1");
+        let shim = shim_dir.join(spore_format::SHIM_BINARY);
         if !shim.is_file() {
             return Err(BenchError::Io {
                 path: shim,

@@ -36,7 +36,7 @@ struct Side {
 impl Side {
     fn new(tag: char, handler: &str, fixture: &Fixture) -> Side {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        if handler == "spore" {
+        if handler == spore_format::RUNTIME_HANDLER {
             Side {
                 tag,
                 handler: handler.into(),
@@ -91,7 +91,7 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     println!("machine: {}", machine_line());
     println!(
         "shim: {}\n",
-        args.shim_dir.join("containerd-shim-spore-v1").display()
+        args.shim_dir.join(spore_format::SHIM_BINARY).display()
     );
     let fixture = Fixture::start(&args.shim_dir, true)?;
     let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
@@ -249,7 +249,7 @@ async fn start_idle_pod(
             LOG_LIMIT,
         )
         .await?;
-        if side.handler == "spore" {
+        if side.handler == spore_format::RUNTIME_HANDLER {
             wait_first_line(&container.log_path, LOG_LIMIT).await?;
         }
         Ok::<(), BenchError>(())

@@ -15,7 +15,7 @@ use crate::Containerd;
 use crate::containerd::CtrOutput;
 
 const NAMESPACE: &str = "default";
-const SPORE_RUNTIME: &str = "io.containerd.spore.v1";
+const SPORE_RUNTIME: &str = spore_format::RUNTIME_TYPE;
 const EVENT_LIMIT: Duration = Duration::from_secs(30);
 
 /// One side of the comparison.
@@ -66,7 +66,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     println!("machine: {}", machine_line());
     println!(
         "shim: {}\n",
-        args.shim_dir.join("containerd-shim-spore-v1").display()
+        args.shim_dir.join(spore_format::SHIM_BINARY).display()
     );
     let fixture = Fixture::start(&args.shim_dir, false)?;
     let containerd = &fixture.containerd;

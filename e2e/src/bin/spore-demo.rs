@@ -61,7 +61,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "run",
             "--rm",
             "--runtime",
-            "io.containerd.spore.v1",
+            spore_format::RUNTIME_TYPE,
             "--env",
             "GREETING_NAME=Kubernetes",
             &reference,
@@ -113,7 +113,7 @@ async fn serve_http_pod(
     let mut cri = CriClient::for_containerd(containerd).await?;
     cri.pull_image(image).await?;
     let pod = cri
-        .run_pod_sandbox("hello-http", "default", "spore")
+        .run_pod_sandbox("hello-http", "default", spore_format::RUNTIME_HANDLER)
         .await?;
     let spec = ContainerSpec::new("web", image).env("GREETING_NAME", "Kubernetes");
     cri.run_container(&pod, &spec).await?;

@@ -27,10 +27,9 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
-pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
-pub const MEDIA_TYPE_WASM_COMPONENT_LAYER: &str =
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+pub const MEDIA_TYPE_WASM_CONFIG: &str = spore_format::WASM_CONFIG_MEDIA_TYPE;
+pub const MEDIA_TYPE_WASM_LAYER: &str = spore_format::WASM_LAYER_MEDIA_TYPE;
+pub const MEDIA_TYPE_WASM_COMPONENT_LAYER: &str = spore_format::COMPONENT_LAYER_MEDIA_TYPE;
 
 /// `PATH` of the images built here.
 pub const DEFAULT_PATH_ENV: &str =

@@ -1,17 +1,23 @@
 //! Task events for containerd. Every event the shim raises goes through one [`EventSink`]; the
 //! real one, [`ForwardedEvents`], puts them on one channel that one task forwards to containerd's
-//! event service, so they reach containerd in the order they were raised (TaskCreate, TaskStart,
-//! TaskExit, TaskDelete of a container never overtake each other). Tests hold a recording sink.
+//! event service, each delivered before the next, so they reach containerd in the order they were
+//! raised (TaskCreate, TaskStart, TaskExit, TaskDelete of a container never overtake each other),
+//! and the shim's end waits until they are delivered. Tests hold a recording sink.
 
-use containerd_shim::asynchronous::publisher::RemotePublisher;
+use std::time::Duration;
+
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
     TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::context::Context;
-use tokio::sync::mpsc;
+use containerd_shim::util;
+use tokio::sync::{mpsc, watch};
 
 /// One event of the Task API, as containerd's `events.task` messages.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,33 +66,110 @@ pub trait EventSink: Send + Sync + 'static {
     fn send(&self, event: TaskEvent);
 }
 
-/// The real sink: a channel to one forwarding task.
+/// How long the forwarder keeps trying to deliver one event to an unreachable containerd.
+const DELIVERY_ATTEMPTS: u32 = 30;
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+#[error("connecting to containerd's events at {address}: {reason}")]
+pub struct EventsError {
+    pub address: String,
+    pub reason: String,
+}
+
+/// The real sink: a channel to one task that forwards each event to containerd's events
+/// service, in order, each one delivered (or given up on) before the next.
 pub struct ForwardedEvents {
     sender: mpsc::UnboundedSender<TaskEvent>,
+    /// Events raised and not yet delivered or given up on.
+    pending: watch::Sender<usize>,
 }
 
 impl ForwardedEvents {
-    /// Starts the forwarding task for events of containerd namespace `namespace`.
-    pub fn start(publisher: RemotePublisher, namespace: String) -> Self {
+    /// Connects to containerd's ttrpc address and starts the forwarding task for events of
+    /// containerd namespace `namespace`.
+    pub async fn connect(address: &str, namespace: String) -> Result<Self, EventsError> {
+        let client = connect_events(address).await?;
         let (sender, mut receiver) = mpsc::unbounded_channel::<TaskEvent>();
+        let (pending, _) = watch::channel(0usize);
+        let pending_tx = pending.clone();
+        let address = address.to_string();
         tokio::spawn(async move {
+            let mut client = client;
             while let Some(event) = receiver.recv().await {
-                let topic = event.topic();
-                if let Err(err) = publisher
-                    .publish(Context::default(), topic, &namespace, event.into_message())
-                    .await
-                {
-                    tracing::warn!(%err, topic, "publishing a task event failed");
-                }
+                deliver(&mut client, &address, &namespace, event).await;
+                pending_tx.send_modify(|n| *n = n.saturating_sub(1));
             }
         });
-        ForwardedEvents { sender }
+        Ok(ForwardedEvents { sender, pending })
     }
+
+    /// Resolves once every event raised so far has been delivered (or given up on).
+    pub async fn flushed(&self) {
+        let mut pending = self.pending.subscribe();
+        let _ = pending.wait_for(|n| *n == 0).await;
+    }
+}
+
+async fn connect_events(address: &str) -> Result<EventsClient, EventsError> {
+    let target = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("unix://{address}")
+    };
+    Client::connect(&target)
+        .await
+        .map(EventsClient::new)
+        .map_err(|e| EventsError {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+async fn deliver(client: &mut EventsClient, address: &str, namespace: &str, event: TaskEvent) {
+    let topic = event.topic();
+    let envelope = match envelope(namespace, event) {
+        Ok(envelope) => envelope,
+        Err(err) => return tracing::warn!(%err, topic, "encoding a task event failed"),
+    };
+    let mut request = ForwardRequest::new();
+    request.envelope = Some(envelope).into();
+    let mut retry = FIRST_RETRY;
+    for attempt in 1..=DELIVERY_ATTEMPTS {
+        match client.forward(Context::default(), &request).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(%err, topic, attempt, "delivering a task event failed");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+                if let Ok(reconnected) = connect_events(address).await {
+                    *client = reconnected;
+                }
+            }
+        }
+    }
+    tracing::error!(
+        topic,
+        "a task event could not be delivered to containerd; it is dropped"
+    );
+}
+
+fn envelope(namespace: &str, event: TaskEvent) -> Result<Envelope, String> {
+    let mut envelope = Envelope::new();
+    envelope.topic = event.topic().to_string();
+    envelope.namespace = namespace.to_string();
+    envelope.timestamp = Some(util::timestamp().map_err(|e| e.to_string())?).into();
+    envelope.event =
+        Some(util::convert_to_any(event.into_message()).map_err(|e| e.to_string())?).into();
+    Ok(envelope)
 }
 
 impl EventSink for ForwardedEvents {
     fn send(&self, event: TaskEvent) {
+        self.pending.send_modify(|n| *n += 1);
         if self.sender.send(event).is_err() {
+            self.pending.send_modify(|n| *n = n.saturating_sub(1));
             tracing::warn!("the event forwarder is gone; an event was dropped");
         }
     }

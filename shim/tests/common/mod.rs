@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use spore_e2e::image::ImageBuilder;
 use spore_e2e::{Containerd, ContainerdOptions, Registry};
 
-pub const RUNTIME: &str = "io.containerd.spore.v1";
+pub const RUNTIME: &str = spore_format::RUNTIME_TYPE;
 pub const NAMESPACE: &str = "default";
 
 /// Where `hack/build-guests.sh` puts a guest.
@@ -146,7 +146,10 @@ impl Fixture {
 }
 
 pub fn ctr_binary() -> PathBuf {
-    spore_e2e::ContainerdVersion::V2.bin_dir().join("ctr")
+    match std::env::var_os("SPORE_TEST_CTR") {
+        Some(ctr) if !ctr.is_empty() => PathBuf::from(ctr),
+        _ => spore_e2e::ContainerdVersion::V2.bin_dir().join("ctr"),
+    }
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -13,7 +13,7 @@ use spore_e2e::{
 };
 
 /// The CRI runtime handler that runs the Spore shim.
-pub const HANDLER: &str = "spore";
+pub const HANDLER: &str = spore_format::RUNTIME_HANDLER;
 /// The text the shim answers an exec into a Wasm container with.
 pub const WASM_EXEC_REFUSAL: &str = "not supported for Wasm containers";
 /// What the hello guest prints first (`GREETING_NAME` unset).

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use containerd_shim::Flags;
-use containerd_shim::asynchronous::publisher::RemotePublisher;
 use containerd_shim::protos::shim_async::{Task, create_task};
 use containerd_shim::protos::ttrpc::r#async::Server;
 use containerd_shim::protos::ttrpc::r#async::transport::Listener;
@@ -39,8 +38,8 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("the TTRPC_ADDRESS environment variable is not set")]
     NoTtrpcAddress,
-    #[error("connecting to containerd's events at {address}: {reason}")]
-    Events { address: String, reason: String },
+    #[error(transparent)]
+    Events(#[from] crate::containerd::events::EventsError),
     #[error("preparing the Wasm runtime: {0}")]
     Factory(#[from] crate::container::factory::FactoryError),
     #[error("the ttrpc server: {0}")]
@@ -84,17 +83,11 @@ async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> 
     crate::host::logging::init(flags.debug);
     crate::host::reaper::reap_children();
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| ServeError::NoTtrpcAddress)?;
-    let publisher = RemotePublisher::new(&ttrpc_address)
-        .await
-        .map_err(|e| ServeError::Events {
-            address: ttrpc_address.clone(),
-            reason: e.to_string(),
-        })?;
-    let events = Arc::new(ForwardedEvents::start(publisher, flags.namespace.clone()));
+    let events = Arc::new(ForwardedEvents::connect(&ttrpc_address, flags.namespace.clone()).await?);
     let factory = Factory::new(&flags.address, &flags.namespace).await?;
     let shutdown = Arc::new(Shutdown::default());
     let service: Arc<dyn Task + Send + Sync> =
-        Arc::new(TaskService::new(factory, events, shutdown.clone()));
+        Arc::new(TaskService::new(factory, events.clone(), shutdown.clone()));
     let mut services = create_task(service.clone());
     if let Some(v3) = create_task(service).remove(TASK_V3) {
         services.insert(TASK_V2.to_string(), v3);
@@ -112,6 +105,8 @@ async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> 
     shutdown.requested().await;
     // Stops accepting, waits for the requests already received to be answered, then closes.
     let _ = server.shutdown().await;
+    // The last TaskExit and TaskDelete reach containerd before the shim goes.
+    events.flushed().await;
     crate::host::cgroup::leave_pod();
     tracing::info!("no containers left: the shim exits");
     Ok(())

@@ -39,9 +39,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 /// Temporary files of writers that died are removed by [`CompileCache::retain`] after this long.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
-const WASM_MAGIC: &[u8; 4] = b"\0asm";
-const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     pub dir: PathBuf,
@@ -516,12 +513,12 @@ pub fn wasm_artifact_kind(wasm: &[u8]) -> Result<ArtifactKind, CacheError> {
     if wasm.starts_with(b"\x7fELF") {
         return Err(CacheError::Precompiled { what: "ELF object" });
     }
-    if wasm.len() < 8 || &wasm[..4] != WASM_MAGIC {
+    if wasm.len() < 8 || !spore_format::starts_with_wasm_magic(wasm) {
         return Err(CacheError::NotWasm {
             prefix: String::from_utf8_lossy(&wasm[..wasm.len().min(8)]).into_owned(),
         });
     }
-    Ok(if wasm[4..8] == COMPONENT_VERSION {
+    Ok(if wasm[4..8] == spore_format::COMPONENT_VERSION {
         ArtifactKind::Component
     } else {
         ArtifactKind::Module

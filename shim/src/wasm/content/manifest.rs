@@ -11,12 +11,9 @@ pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distributio
 pub const MEDIA_TYPE_DOCKER_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 /// The config of an OCI Wasm artifact (CNCF TAG Runtime layout).
-pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+pub const MEDIA_TYPE_WASM_CONFIG: &str = spore_format::WASM_CONFIG_MEDIA_TYPE;
 /// The Wasm layer of an artifact, and the name Bytecode Alliance tools (wkg) give it.
-pub const WASM_LAYER_MEDIA_TYPES: [&str; 2] = [
-    "application/wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-];
+pub const WASM_LAYER_MEDIA_TYPES: [&str; 2] = spore_format::WASM_LAYER_MEDIA_TYPES;
 /// Configs of ordinary container images, whose layers are unpacked into a rootfs.
 pub const PLAIN_CONFIG_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",

@@ -1,0 +1,293 @@
+//! The shim's bootstrap driven as containerd drives it, without containerd: `start` on a machine
+//! where `/run/containerd` is empty, a serving process that cannot serve, a second container of
+//! the same pod, and the end of a shim under a burst of Kill, Delete and Shutdown.
+
+mod direct;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use containerd_shim::protos::api;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::protos::ttrpc::{self, Code};
+use direct::{Bundle, EventServer, answered_address, gone, shims_serving, start, task_client};
+
+/// Runs what follows in a private mount namespace whose `/run` is an empty tmpfs: a machine
+/// where no containerd has ever run.
+const NEW_MACHINE: [&str; 7] = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$@\"",
+];
+
+fn new_machine_wrap() -> Vec<&'static str> {
+    let mut wrap = NEW_MACHINE.to_vec();
+    wrap.push("sh");
+    wrap
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        spore_e2e::pod::new_uid()
+    )
+}
+
+fn ctx() -> Context {
+    Context::default()
+}
+
+#[tokio::test]
+async fn start_on_a_new_machine_makes_the_socket_directory_and_answers_a_listening_address() {
+    let events = EventServer::start().await;
+    let id = unique("fresh");
+    let bundle = Bundle::wasm("hello", &[], None);
+    let out = start(
+        bundle.path(),
+        &id,
+        "/run/containerd/containerd.sock",
+        &events.address,
+        &new_machine_wrap(),
+    );
+    let address = answered_address(&out);
+    let path = address.strip_prefix("unix://").expect("a unix address");
+    assert!(path.starts_with("/run/containerd/s/"), "{address}");
+    let pids = shims_serving(&id);
+    assert_eq!(pids.len(), 1, "one serving process: {pids:?}");
+    // The socket lives in the serving process's mount namespace; reach it through its root.
+    let in_ns = |p: &str| PathBuf::from(format!("/proc/{}/root{p}", pids[0]));
+    let dir =
+        std::fs::metadata(in_ns("/run/containerd/s")).expect("the shim made /run/containerd/s");
+    assert_eq!(
+        dir.mode() & 0o777,
+        0o600,
+        "containerd's mode for the directory"
+    );
+    let socket = std::fs::metadata(in_ns(path)).expect("socket");
+    assert!(socket.file_type().is_socket());
+    assert_eq!(
+        socket.mode() & 0o777,
+        0o600,
+        "containerd's mode for the socket"
+    );
+    // Listening already: the first request is answered, with no retry.
+    let client = task_client(&in_ns(path)).await;
+    let state = client
+        .state(
+            ctx(),
+            &api::StateRequest {
+                id: "nothing".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    match state {
+        Err(ttrpc::Error::RpcStatus(status)) => assert_eq!(status.code(), Code::NOT_FOUND),
+        other => panic!("expected NOT_FOUND from a listening shim, got {other:?}"),
+    }
+    let shutdown = api::ShutdownRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    client.shutdown(ctx(), &shutdown).await.expect("shutdown");
+    assert!(
+        gone(pids[0], Duration::from_secs(5)).await,
+        "the shim exits"
+    );
+}
+
+#[tokio::test]
+async fn a_shim_that_cannot_serve_makes_start_fail_with_its_reason() {
+    let id = unique("broken");
+    let bundle = Bundle::wasm("hello", &[], None);
+    let nothing = PathBuf::from("/nonexistent/containerd.sock.ttrpc");
+    let out = start(
+        bundle.path(),
+        &id,
+        "/run/containerd/containerd.sock",
+        &nothing,
+        &new_machine_wrap(),
+    );
+    assert!(
+        !out.status.success(),
+        "start must not answer for a shim that is not serving"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("exited")
+            && stderr.contains("connecting to containerd's events at /nonexistent"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no address was answered: {:?}",
+        out.stdout
+    );
+    assert!(shims_serving(&id).is_empty());
+}
+
+#[tokio::test]
+async fn a_second_container_of_a_pod_is_answered_the_pods_shim() {
+    let events = EventServer::start().await;
+    let pod = unique("pod");
+    let containerd = format!("/tmp/{pod}.sock");
+    let first = Bundle::wasm("hello", &[], Some(&pod));
+    let second = Bundle::wasm("hello", &[], Some(&pod));
+    let a = answered_address(&start(
+        first.path(),
+        &pod,
+        &containerd,
+        &events.address,
+        &[],
+    ));
+    let b = answered_address(&start(
+        second.path(),
+        "c2",
+        &containerd,
+        &events.address,
+        &[],
+    ));
+    assert_eq!(a, b, "both containers of the pod go to one shim");
+    let pids = shims_serving(&pod);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    for bundle in [&first, &second] {
+        let written = std::fs::read_to_string(bundle.path().join("address")).expect("address");
+        assert_eq!(written, a);
+    }
+    let client = task_client(std::path::Path::new(
+        a.strip_prefix("unix://").expect("unix"),
+    ))
+    .await;
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .await
+        .expect("shutdown");
+    assert!(gone(pids[0], Duration::from_secs(5)).await);
+}
+
+fn is_transport_error(err: &ttrpc::Error) -> bool {
+    !matches!(err, ttrpc::Error::RpcStatus(_))
+}
+
+/// containerd talks to a shim over one ttrpc connection and sends its calls on it
+/// concurrently; Shutdown comes once Delete has returned, and containerd takes a closed
+/// connection as Shutdown's answer (`ErrClosed`). Everything else must be answered.
+#[tokio::test]
+async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exits() {
+    let events = EventServer::start().await;
+    let id = unique("burst");
+    let bundle = Bundle::wasm("sleeper", &[], None);
+    let out = start(
+        bundle.path(),
+        &id,
+        "/run/containerd/containerd.sock",
+        &events.address,
+        &[],
+    );
+    let address = answered_address(&out);
+    let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
+    let pid = shims_serving(&id)[0];
+    let client = task_client(&socket).await;
+    let create = api::CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.path().display().to_string(),
+        ..Default::default()
+    };
+    client.create(ctx(), &create).await.expect("create");
+    let start_req = api::StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    client.start(ctx(), &start_req).await.expect("start");
+
+    // Waits in flight, then a burst of kills, all on the one connection.
+    let mut waits = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (client, id) = (client.clone(), id.clone());
+        waits.spawn(async move {
+            let wait = api::WaitRequest {
+                id,
+                ..Default::default()
+            };
+            client.wait(ctx(), &wait).await
+        });
+    }
+    let mut kills = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (client, id) = (client.clone(), id.clone());
+        kills.spawn(async move {
+            let kill = api::KillRequest {
+                id,
+                signal: 9,
+                ..Default::default()
+            };
+            client.kill(ctx(), &kill).await
+        });
+    }
+    while let Some(waited) = waits.join_next().await {
+        let waited = waited.expect("waiter").expect("every Wait is answered");
+        assert_eq!(waited.exit_status, 137);
+    }
+    while let Some(killed) = kills.join_next().await {
+        // A Kill after the exit is refused with a status; none goes unanswered.
+        if let Err(err) = killed.expect("killer") {
+            assert!(!is_transport_error(&err), "a Kill was dropped: {err:?}");
+        }
+    }
+    let delete = api::DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let deleted = client
+        .delete(ctx(), &delete)
+        .await
+        .expect("delete is answered");
+    assert_eq!(deleted.exit_status, 137);
+    let mut shutdowns = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (client, id) = (client.clone(), id.clone());
+        shutdowns.spawn(async move {
+            client
+                .shutdown(
+                    ctx(),
+                    &api::ShutdownRequest {
+                        id,
+                        ..Default::default()
+                    },
+                )
+                .await
+        });
+    }
+    let mut answered = 0;
+    while let Some(shutdown) = shutdowns.join_next().await {
+        match shutdown.expect("shutdown caller") {
+            Ok(_) => answered += 1,
+            Err(err) => assert!(is_transport_error(&err), "Shutdown refused: {err:?}"),
+        }
+    }
+    assert!(
+        answered >= 1,
+        "the Shutdown that ended the shim was answered"
+    );
+    assert!(
+        gone(pid, Duration::from_secs(5)).await,
+        "the shim exits once the last Shutdown is answered"
+    );
+    assert!(!socket.exists(), "the shim removes its socket");
+    assert_eq!(
+        events.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "events reached containerd in order before the shim went, none lost"
+    );
+}

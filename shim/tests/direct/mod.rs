@@ -1,0 +1,196 @@
+//! Driving the shim binary as containerd does, without containerd: `start` in a bundle, a ttrpc
+//! Task client on the address it answers, and an events server standing in for containerd's
+//! (it records every event the shim forwards).
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim::protos::api::Empty;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::shim_async::{Events, TaskClient, create_events};
+use containerd_shim::protos::ttrpc::r#async::transport::Listener;
+use containerd_shim::protos::ttrpc::r#async::{Client, Server, TtrpcContext};
+
+pub fn shim_binary() -> PathBuf {
+    match std::env::var_os("SPORE_TEST_SHIM_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => spore_e2e::tools::debug_bin_dir(),
+    }
+    .join(spore_format::SHIM_BINARY)
+}
+
+/// containerd's events service, recording the topics forwarded to it.
+pub struct EventServer {
+    pub address: PathBuf,
+    pub topics: Arc<Mutex<Vec<String>>>,
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Events for Recorder {
+    async fn forward(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ForwardRequest,
+    ) -> containerd_shim::protos::ttrpc::Result<Empty> {
+        if let Ok(mut topics) = self.0.lock() {
+            topics.push(req.envelope.topic.clone());
+        }
+        Ok(Empty::new())
+    }
+}
+
+impl EventServer {
+    pub async fn start() -> EventServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let address = dir.path().join("events.sock");
+        let topics = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::os::unix::net::UnixListener::bind(&address).expect("bind");
+        let mut server = Server::new()
+            .add_listener(Listener::try_from(listener).expect("listener"))
+            .register_service(create_events(Arc::new(Recorder(topics.clone()))));
+        server.start().await.expect("events server");
+        EventServer {
+            address,
+            topics,
+            _server: server,
+            _dir: dir,
+        }
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        self.topics.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+/// A bundle whose rootfs holds the test guests (no mounts: the shim uses it as it is).
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// A bundle for `/NAME.wasm` with `args`, in its own pod when `pod` is given.
+    pub fn wasm(name: &str, args: &[&str], pod: Option<&str>) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("spore-bundle-")
+            .tempdir()
+            .expect("tempdir");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).expect("rootfs");
+        let wasm =
+            spore_e2e::tools::guest_wasm("wasm32-wasip2", name).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(rootfs.join(format!("{name}.wasm")), wasm).expect("guest");
+        let mut argv = vec![format!("/{name}.wasm")];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut annotations = serde_json::Map::new();
+        if let Some(pod) = pod {
+            annotations.insert(
+                "io.kubernetes.cri.sandbox-id".into(),
+                serde_json::Value::String(pod.into()),
+            );
+        }
+        let spec = serde_json::json!({
+            "ociVersion": "1.1.0",
+            "process": {"user": {"uid": 0, "gid": 0}, "args": argv, "env": [], "cwd": "/"},
+            "root": {"path": "rootfs"},
+            "annotations": annotations,
+        });
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).expect("config");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("mode");
+        Bundle { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `containerd-shim-spore-v1 start` in `bundle` for container `id`, as containerd 2.1 runs it.
+/// `wrap` runs it through another program (e.g. a private mount namespace).
+pub fn start(
+    bundle: &Path,
+    id: &str,
+    containerd_address: &str,
+    ttrpc_address: &Path,
+    wrap: &[&str],
+) -> Output {
+    let shim = shim_binary();
+    let mut command = match wrap.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(&shim);
+            c
+        }
+        None => Command::new(&shim),
+    };
+    command
+        .current_dir(bundle)
+        .args([
+            "-namespace",
+            "spore-test",
+            "-id",
+            id,
+            "-address",
+            containerd_address,
+        ])
+        .arg("start")
+        .env("TTRPC_ADDRESS", ttrpc_address)
+        .env("GRPC_ADDRESS", containerd_address)
+        .env("MAX_SHIM_VERSION", "2")
+        .output()
+        .expect("start runs")
+}
+
+/// The address `start` printed.
+pub fn answered_address(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("start prints JSON");
+    assert_eq!(reply["version"], 2);
+    assert_eq!(reply["protocol"], "ttrpc");
+    reply["address"].as_str().expect("address").to_string()
+}
+
+pub async fn task_client(socket: &Path) -> TaskClient {
+    let client = Client::connect(&format!("unix://{}", socket.display()))
+        .await
+        .expect("connect");
+    TaskClient::new(client)
+}
+
+/// Pids of serving shim processes whose command line names `id`.
+pub fn shims_serving(id: &str) -> Vec<i32> {
+    spore_e2e::cleanup::processes_naming(&format!("-id {id} "))
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains("-socket"))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Waits (bounded) for process `pid` to be gone; returns whether it is.
+pub async fn gone(pid: i32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
