@@ -1,5 +1,6 @@
 //! A minimal blocking HTTP/1.1 client over `std::net::TcpStream`, enough to speak the OCI
-//! distribution API of a loopback registry (no TLS, no redirects, one request per connection).
+//! distribution API of a loopback registry and to load a pod's server (no TLS, no redirects;
+//! [`request`] uses one connection per request, [`KeepAlive`] one for many).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -69,11 +70,6 @@ pub fn request(
         url: url.into(),
         source,
     };
-    let malformed = |what: &str| HttpError::Malformed {
-        method: method.into(),
-        url: url.into(),
-        what: what.into(),
-    };
     let mut stream = TcpStream::connect(host).map_err(io)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -88,8 +84,29 @@ pub fn request(
     stream.flush().map_err(io)?;
 
     let mut reader = BufReader::new(stream);
+    read_response(&mut reader, method, url)
+}
+
+/// Reads one answer from `reader` (to a request `method` of `url`, named in errors).
+fn read_response(
+    reader: &mut BufReader<TcpStream>,
+    method: &str,
+    url: &str,
+) -> Result<Response, HttpError> {
+    let io = |source| HttpError::Io {
+        method: method.into(),
+        url: url.into(),
+        source,
+    };
+    let malformed = |what: &str| HttpError::Malformed {
+        method: method.into(),
+        url: url.into(),
+        what: what.into(),
+    };
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).map_err(io)?;
+    if reader.read_line(&mut status_line).map_err(io)? == 0 {
+        return Err(malformed("the connection closed before an answer"));
+    }
     let status = status_line
         .split_whitespace()
         .nth(1)
@@ -129,6 +146,8 @@ pub fn request(
             let size = usize::from_str_radix(size_hex, 16)
                 .map_err(|_| malformed(&format!("chunk size {size_line:?}")))?;
             if size == 0 {
+                let mut crlf = String::new();
+                reader.read_line(&mut crlf).map_err(io)?;
                 break;
             }
             let mut chunk = vec![0; size];
@@ -148,6 +167,44 @@ pub fn request(
         reader.read_to_end(&mut response.body).map_err(io)?;
     }
     Ok(response)
+}
+
+/// One keep-alive HTTP/1.1 connection, for many requests in a row.
+pub struct KeepAlive {
+    host: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(host: &str) -> Result<Self, HttpError> {
+        let stream = TcpStream::connect(host).map_err(|source| HttpError::Io {
+            method: "CONNECT".into(),
+            url: host.into(),
+            source,
+        })?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let _ = stream.set_nodelay(true);
+        Ok(KeepAlive {
+            host: host.to_string(),
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// `GET path` on this connection.
+    pub fn get(&mut self, path: &str) -> Result<Response, HttpError> {
+        let url = format!("http://{}{path}", self.host);
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|source| HttpError::Io {
+                method: "GET".into(),
+                url: url.clone(),
+                source,
+            })?;
+        read_response(&mut self.reader, "GET", &url)
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod cri_log;
+pub mod dns;
 pub mod http;
 pub mod image;
 pub mod pod;

@@ -101,6 +101,9 @@ pub struct PodSpec {
     pub port_mappings: Vec<cri::PortMapping>,
     /// Pod-level memory limit (the sum of the containers' limits, as the kubelet sends it).
     pub memory_limit: Option<i64>,
+    /// The pod's DNS config, as the kubelet sends it (containerd writes the pod's resolv.conf
+    /// from it): the cluster DNS, the search list of the pod's namespace, `ndots:5`.
+    pub dns: cri::DnsConfig,
 }
 
 impl PodSpec {
@@ -117,6 +120,15 @@ impl PodSpec {
             annotations: HashMap::new(),
             port_mappings: Vec::new(),
             memory_limit: None,
+            dns: cri::DnsConfig {
+                servers: vec!["10.96.0.10".into()],
+                searches: vec![
+                    format!("{namespace}.svc.cluster.local"),
+                    "svc.cluster.local".into(),
+                    "cluster.local".into(),
+                ],
+                options: vec!["ndots:5".into()],
+            },
         }
     }
 
@@ -150,15 +162,7 @@ impl PodSpec {
             }),
             hostname: self.name.clone(),
             log_directory: self.log_directory(log_root).to_string_lossy().into_owned(),
-            dns_config: Some(cri::DnsConfig {
-                servers: vec!["10.96.0.10".into()],
-                searches: vec![
-                    format!("{}.svc.cluster.local", self.namespace),
-                    "svc.cluster.local".into(),
-                    "cluster.local".into(),
-                ],
-                options: vec!["ndots:5".into()],
-            }),
+            dns_config: Some(self.dns.clone()),
             port_mappings: self.port_mappings.clone(),
             labels,
             annotations,
@@ -238,6 +242,17 @@ impl ContainerSpec {
 
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;
+        self
+    }
+
+    /// A bind mount, as the kubelet sends one for a volume or its own files (`/etc/hosts`).
+    pub fn mount(mut self, container_path: &str, host_path: &Path, readonly: bool) -> Self {
+        self.mounts.push(cri::Mount {
+            container_path: container_path.to_owned(),
+            host_path: host_path.to_string_lossy().into_owned(),
+            readonly,
+            ..Default::default()
+        });
         self
     }
 

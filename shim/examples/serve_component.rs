@@ -65,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let status = guest
-        .run(&spec, &stdio, None, Arc::new(Usage::default()), kill_rx)
+        .run(
+            &spec,
+            &stdio,
+            None,
+            Arc::new(Usage::new(spec.memory_limit)),
+            kill_rx,
+        )
         .await;
     if let Some(message) = status.message {
         eprintln!("{message}");

@@ -91,7 +91,7 @@ impl Served {
                     &spec,
                     &stdio,
                     None,
-                    std::sync::Arc::new(Usage::default()),
+                    std::sync::Arc::new(Usage::new(spec.memory_limit)),
                     kill_rx,
                 )
                 .await

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use builder::{ImageBuilder, ImageConfig, RootfsEntry};
 pub use fixtures::{BUSYBOX_APPLETS, BUSYBOX_BINARY, busybox, pause, pause_binary, pause_source};
-pub use wasm::{ComponentInfo, WasmArtifact};
+pub use wasm::{ComponentInfo, WasmArtifact, wasm_layer_image};
 
 use crate::containerd::{Containerd, ContainerdError};
 use crate::http::{self, HttpError};

@@ -1,6 +1,9 @@
 //! OCI Wasm artifacts (CNCF TAG Runtime layout).
 
-use super::{Blob, BuiltImage, MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER};
+use super::{
+    Blob, BuiltImage, MEDIA_TYPE_IMAGE_CONFIG, MEDIA_TYPE_WASM_COMPONENT_LAYER,
+    MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER,
+};
 
 /// The component's world as recorded in a Wasm artifact's config.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +20,8 @@ pub struct WasmArtifact {
     pub os: String,
     pub component: Option<ComponentInfo>,
     pub layer_media_type: String,
+    /// An OCI-image-style `config.Entrypoint`, as `spore push` records one.
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl WasmArtifact {
@@ -27,7 +32,13 @@ impl WasmArtifact {
             os: "wasip2".into(),
             component: None,
             layer_media_type: MEDIA_TYPE_WASM_LAYER.into(),
+            entrypoint: None,
         }
+    }
+
+    pub fn entrypoint<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self
     }
 
     pub fn component(mut self, info: ComponentInfo) -> Self {
@@ -59,9 +70,31 @@ impl WasmArtifact {
                 "imports": component.imports,
             });
         }
+        if let Some(entrypoint) = &self.entrypoint {
+            config["config"] = serde_json::json!({ "Entrypoint": entrypoint });
+        }
         let config = Blob::new(MEDIA_TYPE_WASM_CONFIG, config.to_string().into_bytes());
         BuiltImage::assemble(config, vec![layer], None)
     }
+}
+
+/// A container image whose one layer is a Wasm component (the layout runwasi's tools make): an
+/// ordinary OCI image config with an `Entrypoint`, and a
+/// `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm` layer. The config says
+/// `linux/amd64`, so that `ctr images pull` unpacks it for this host; its rootfs lists no layer
+/// (containerd unpacks none of a Wasm layer, and refuses a config whose `diff_ids` say otherwise:
+/// "mismatched image rootfs and manifest layers").
+pub fn wasm_layer_image(wasm: impl Into<Vec<u8>>, entrypoint: &[&str]) -> BuiltImage {
+    let layer = Blob::new(MEDIA_TYPE_WASM_COMPONENT_LAYER, wasm.into());
+    let config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": entrypoint},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    let config = Blob::new(MEDIA_TYPE_IMAGE_CONFIG, config.to_string().into_bytes());
+    BuiltImage::assemble(config, vec![layer], None)
 }
 
 #[cfg(test)]

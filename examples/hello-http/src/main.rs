@@ -5,7 +5,8 @@
 //! - `GET /upstream` fetches the URL in the `UPSTREAM_URL` env var and answers its body;
 //! - `GET /slow?ms=N` sleeps N milliseconds, then answers;
 //! - `GET /trap` panics (the host answers 500), `GET /spin` loops forever (the host answers 504
-//!   once its per-request timeout has passed): these two exist for the shim's tests.
+//!   once its per-request timeout has passed), `GET /alloc?mb=N&ms=M` holds N MiB of memory for
+//!   M milliseconds: these exist for the shim's tests.
 
 use wstd::http::{Body, Client, Error, Request, Response, StatusCode};
 use wstd::time::Duration;
@@ -25,6 +26,7 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         ("GET", "/slow") => slow(request.uri().query().unwrap_or_default()).await,
         ("GET", "/trap") => panic!("the /trap route panics on purpose"),
         ("GET", "/spin") => spin(),
+        ("GET", "/alloc") => alloc(request.uri().query().unwrap_or_default()).await,
         _ => status(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -44,16 +46,33 @@ async fn upstream() -> Result<Response<Body>, Error> {
     Ok(Response::new(body.into()))
 }
 
-async fn slow(query: &str) -> Result<Response<Body>, Error> {
-    let ms = query
+fn query_number(query: &str, key: &str) -> Option<u64> {
+    query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("ms="))
-        .and_then(|ms| ms.parse::<u64>().ok());
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
+async fn slow(query: &str) -> Result<Response<Body>, Error> {
+    let ms = query_number(query, "ms");
     let Some(ms) = ms else {
         return status(StatusCode::BAD_REQUEST, "expected ?ms=<milliseconds>\n");
     };
     wstd::task::sleep(Duration::from_millis(ms)).await;
     Ok(Response::new(format!("slept {ms} ms\n").into()))
+}
+
+/// Holds `mb` MiB (every page touched) for `ms` milliseconds.
+async fn alloc(query: &str) -> Result<Response<Body>, Error> {
+    let (Some(mb), ms) = (query_number(query, "mb"), query_number(query, "ms").unwrap_or(0)) else {
+        return status(StatusCode::BAD_REQUEST, "expected ?mb=<MiB>[&ms=<milliseconds>]\n");
+    };
+    let held = vec![1u8; (mb as usize) << 20];
+    if ms > 0 {
+        wstd::task::sleep(Duration::from_millis(ms)).await;
+    }
+    let sum: u64 = held.iter().step_by(4096).map(|b| u64::from(*b)).sum();
+    Ok(Response::new(format!("held {mb} MiB ({sum} pages)\n").into()))
 }
 
 /// Never returns: the host's per-request timeout must interrupt it.

@@ -108,12 +108,17 @@ impl Factory {
         options: &RuntimeOptions,
         mounted: Option<PathBuf>,
     ) -> Result<Arc<dyn Container>, ShimError> {
+        let mut spec = spec;
         let artifact = if spec.is_sandbox() {
             None
         } else {
             self.sources.artifact_layer(&request.id, &spec).await?
         };
-        let decision = decide(&spec, artifact, || Entrypoint::open(&spec))?;
+        if let Some(artifact) = &artifact {
+            spec.args = artifact.guest_args(&spec.args);
+        }
+        let layer = artifact.map(|a| a.layer);
+        let decision = decide(&spec, layer, || Entrypoint::open(&spec))?;
         let origin = match decision {
             Decision::Native => {
                 let runc = Runc::new(
@@ -228,6 +233,12 @@ mod tests {
             digest: "sha256:l".into(),
             media_type: "application/wasm".into(),
             size: 1,
+            config: crate::wasm::content::manifest::Descriptor {
+                media_type: spore_format::WASM_CONFIG_MEDIA_TYPE.into(),
+                digest: "sha256:c".into(),
+                size: 2,
+                platform: None,
+            },
         }
     }
 

@@ -4,7 +4,6 @@
 //! leaving Wait hanging.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -64,7 +63,7 @@ impl WasmContainer {
             init: Arc::new(WasmProcess(Arc::new(Guest {
                 lifecycle: Lifecycle::default(),
                 kill: watch::channel(None).0,
-                usage: Arc::new(Usage::default()),
+                usage: Arc::new(Usage::new(parts.spec.memory_limit)),
                 started_at: Mutex::new(None),
                 opened: Mutex::new(parts.opened),
                 guest: Arc::new(parts.guest),
@@ -127,13 +126,7 @@ impl Container for WasmContainer {
     }
 
     async fn stats(&self) -> Result<ResourceUse, ShimError> {
-        let usage = &self.init.0.usage;
-        Ok(ResourceUse {
-            cpu_nanos: usage.cpu_nanos.load(Ordering::Relaxed),
-            memory_bytes: usage.memory_bytes.load(Ordering::Relaxed),
-            memory_peak_bytes: usage.memory_peak(),
-            memory_limit: self.init.0.spec.memory_limit,
-        })
+        Ok(self.init.0.usage.now())
     }
 
     async fn pids(&self) -> Result<Vec<u32>, ShimError> {
@@ -206,6 +199,11 @@ impl Process for WasmProcess {
         }
         let guest = self.0.clone();
         let opened = guest.opened.lock().ok().and_then(|mut s| s.take());
+        // The shim's own handle on stderr, for a message should the guest's task die.
+        let mut stderr = match opened.as_ref().and_then(|o| o.stderr_tail.as_ref()) {
+            Some(tail) => tail.try_clone().await.ok(),
+            None => None,
+        };
         tokio::spawn(async move {
             let running = {
                 let guest = guest.clone();
@@ -220,15 +218,18 @@ impl Process for WasmProcess {
             };
             let status = match running.await {
                 Ok(status) => status,
-                Err(err) => ExitStatus::new(
-                    PANIC_EXIT_CODE,
-                    Some(format!(
+                Err(err) => {
+                    let message = format!(
                         "spore: the shim failed while running this container (a bug in Spore): {}",
                         panic_text(err)
-                    )),
-                ),
+                    );
+                    if let Some(stderr) = stderr.as_mut() {
+                        crate::host::stdio::write_line(stderr, &message).await;
+                    }
+                    ExitStatus::new(PANIC_EXIT_CODE, Some(message))
+                }
             };
-            guest.usage.memory_bytes.store(0, Ordering::Relaxed);
+            drop(stderr);
             guest.end(status);
         });
         Ok(std::process::id())

@@ -1,6 +1,7 @@
 //! Per-container figures for containerd's Stats call, in its cgroup v1 metrics format (which
 //! containerd's CRI and `ctr task metrics` decode on cgroup v1 and v2 hosts alike).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use containerd_shim::protos::cgroups::metrics::{
@@ -11,6 +12,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 
 use crate::container::ResourceUse;
 use crate::error::ShimError;
+use crate::wasm::limits::MemoryBudget;
 
 /// The type URL containerd registers cgroup v1 metrics under.
 pub const METRICS_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
@@ -18,17 +20,29 @@ pub const METRICS_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
 /// What one Wasm container uses, updated while it runs.
 #[derive(Debug, Default)]
 pub struct Usage {
-    /// Bytes of linear memory the guest holds.
-    pub memory_bytes: AtomicU64,
-    /// The most linear memory it ever held.
-    pub memory_peak_bytes: AtomicU64,
+    /// The linear memory of its live instances, against its memory limit.
+    pub memory: Arc<MemoryBudget>,
     /// CPU time spent running it, in nanoseconds.
     pub cpu_nanos: AtomicU64,
 }
 
 impl Usage {
-    pub fn memory_peak(&self) -> u64 {
-        self.memory_peak_bytes.load(Ordering::Relaxed)
+    /// A container's figures, with its memory limit (none: `None`).
+    pub fn new(memory_limit: Option<u64>) -> Self {
+        Usage {
+            memory: Arc::new(MemoryBudget::new(memory_limit)),
+            cpu_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The figures Stats reports.
+    pub fn now(&self) -> ResourceUse {
+        ResourceUse {
+            cpu_nanos: self.cpu_nanos.load(Ordering::Relaxed),
+            memory_bytes: self.memory.in_use(),
+            memory_peak_bytes: self.memory.peak(),
+            memory_limit: self.memory.limit(),
+        }
     }
 }
 

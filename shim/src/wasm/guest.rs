@@ -20,6 +20,7 @@ use crate::wasm::compile::{self, Guest};
 use crate::wasm::exit::ExitStatus;
 use crate::wasm::limits::GuestLimits;
 use crate::wasm::linker::{ComponentState, Linkers, ModuleState};
+use crate::wasm::names::ContainerNames;
 
 /// A guest linked and ready to instantiate.
 enum Prepared {
@@ -33,6 +34,8 @@ pub struct WasmGuest {
     engine: Engine,
     prepared: Prepared,
     kind: ContainerKind,
+    /// How the guest's name lookups resolve (its container's /etc/hosts and resolv.conf).
+    names: Arc<ContainerNames>,
 }
 
 impl WasmGuest {
@@ -59,6 +62,7 @@ impl WasmGuest {
         path: &std::path::Path,
     ) -> Result<Self, ShimError> {
         let path = path.to_path_buf();
+        let names = Arc::new(ContainerNames::for_container(spec));
         let kind = guest.kind();
         let link_error = |e: wasmtime::Error| {
             ShimError::Wasm(compile::WasmError::Link {
@@ -94,13 +98,18 @@ impl WasmGuest {
                     .map_err(link_error)?;
                 let pre =
                     wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(link_error)?;
-                Prepared::Http(crate::wasm::http::HttpGuest::new(pre, config))
+                Prepared::Http(crate::wasm::http::HttpGuest::new(
+                    pre,
+                    config,
+                    names.clone(),
+                ))
             }
         };
         Ok(WasmGuest {
             engine: engine.clone(),
             prepared,
             kind,
+            names,
         })
     }
 
@@ -161,7 +170,7 @@ impl WasmGuest {
             Ok(builder) => builder,
             Err(e) => return ExitStatus::new(1, Some(e.to_string())),
         };
-        let limits = GuestLimits::new(spec.memory_limit, usage);
+        let limits = GuestLimits::new(usage.memory.clone());
         let result = match &self.prepared {
             Prepared::Command(pre) => {
                 let mut builder = builder;
@@ -169,6 +178,7 @@ impl WasmGuest {
                     ctx: builder.build(),
                     table: ResourceTable::new(),
                     limits,
+                    names: self.names.clone(),
                 };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);

@@ -7,13 +7,24 @@ use wasmtime::{Engine, Linker as ModuleLinker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+
 use crate::wasm::limits::GuestLimits;
+use crate::wasm::name_lookup::{self, NameLookupView};
+use crate::wasm::names::ContainerNames;
 
 /// Store data of a component guest.
 pub struct ComponentState {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: GuestLimits,
+    pub(crate) names: Arc<ContainerNames>,
+}
+
+impl NameLookupView for ComponentState {
+    fn name_lookup(&mut self) -> (&Arc<ContainerNames>, &mut ResourceTable) {
+        (&self.names, &mut self.table)
+    }
 }
 
 impl WasiView for ComponentState {
@@ -42,6 +53,7 @@ impl Linkers {
     pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut component = ComponentLinker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        name_lookup::add_to_linker(&mut component)?;
         let mut module = ModuleLinker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module, |s: &mut ModuleState| &mut s.ctx)?;
         let http = crate::wasm::http::linker(engine)?;

@@ -13,5 +13,7 @@ pub mod guest;
 pub mod http;
 pub mod limits;
 pub mod linker;
+pub mod name_lookup;
+pub mod names;
 pub mod source;
 pub mod wasi;

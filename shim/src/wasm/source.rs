@@ -25,6 +25,31 @@ pub enum GuestOrigin {
     Entrypoint(Entrypoint),
 }
 
+/// An image whose Wasm is a layer in containerd's content store.
+#[derive(Debug)]
+pub struct ArtifactImage {
+    pub layer: WasmLayer,
+    /// Whether the image config names an Entrypoint or Cmd, so that containerd's `args[0]` is
+    /// a program name; when not, every arg is the pod's and the guest's `argv[0]` is
+    /// [`ARTIFACT_PROGRAM_NAME`].
+    pub args_name_program: bool,
+}
+
+/// `argv[0]` of the guest of an artifact whose config names no command.
+pub const ARTIFACT_PROGRAM_NAME: &str = "app.wasm";
+
+impl ArtifactImage {
+    /// The guest's argv from containerd's process args.
+    pub fn guest_args(&self, process_args: &[String]) -> Vec<String> {
+        if self.args_name_program {
+            return process_args.to_vec();
+        }
+        std::iter::once(ARTIFACT_PROGRAM_NAME.to_string())
+            .chain(process_args.iter().cloned())
+            .collect()
+    }
+}
+
 /// The node's compile cache and containerd's content store, opened on first use.
 pub struct GuestSource {
     engine: Engine,
@@ -79,38 +104,64 @@ impl GuestSource {
         Ok(store.as_ref())
     }
 
-    /// The Wasm layer of the container's image when the image is an OCI Wasm artifact (or an
-    /// image whose layer is Wasm); `None` for an ordinary image, whose rootfs holds the `.wasm`.
-    /// Only CRI containers name their image; others run from their rootfs.
+    /// The Wasm layer of the container's image when the image is an OCI Wasm artifact or an
+    /// image whose layer is Wasm; `None` for an ordinary image, whose rootfs holds the `.wasm`.
+    /// The image is the one containerd created the container from (its container record; for
+    /// CRI, the image ID the kubelet pulled), else the one the CRI annotation names.
     pub async fn artifact_layer(
         &self,
-        _container_id: &str,
+        container_id: &str,
         spec: &ContainerSpec,
-    ) -> Result<Option<WasmLayer>, ShimError> {
-        let Ok(image) = content::image_name(&spec.annotations) else {
-            return Ok(None);
-        };
+    ) -> Result<Option<ArtifactImage>, ShimError> {
         let Some(store) = self.store().await? else {
             return Ok(None);
         };
-        match store.image_kind(image).await {
-            Ok(ImageKind::WasmArtifact(layer)) => {
-                store
-                    .check_artifact_support()
-                    .await
-                    .map_err(ShimError::Content)?;
-                Ok(Some(layer))
-            }
-            Ok(ImageKind::Plain) => Ok(None),
-            // An image that is neither: the error names it and the media types found.
-            Err(err @ content::ContentError::NeitherWasmNorImage { .. }) => {
-                Err(ShimError::Content(err))
-            }
+        let annotated = content::image_name(&spec.annotations).ok();
+        let recorded = match store.container_image(container_id).await {
+            Ok(recorded) => recorded,
             Err(err) => {
-                tracing::debug!(%err, image, "image not found in the content store; using the rootfs");
-                Ok(None)
+                tracing::debug!(%err, container_id, "no container record; using the CRI annotation");
+                None
+            }
+        };
+        // By ID first (exactly the image pulled), then by name.
+        let mut candidates: Vec<&str> = Vec::new();
+        if let Some(recorded) = &recorded {
+            candidates.extend(recorded.id.as_deref());
+            candidates.push(&recorded.name);
+        }
+        candidates.extend(annotated);
+        let shown = annotated.or(recorded.as_ref().map(|r| r.name.as_str()));
+        for image in candidates.into_iter().filter(|c| !c.is_empty()) {
+            match store.image_kind(image).await {
+                Ok(ImageKind::WasmArtifact(mut layer)) => {
+                    store
+                        .check_artifact_support()
+                        .await
+                        .map_err(ShimError::Content)?;
+                    let args_name_program = store
+                        .config_names_a_command(&layer)
+                        .await
+                        .map_err(ShimError::Content)?;
+                    if let Some(shown) = shown {
+                        layer.image = shown.to_string();
+                    }
+                    return Ok(Some(ArtifactImage {
+                        layer,
+                        args_name_program,
+                    }));
+                }
+                Ok(ImageKind::Plain) => return Ok(None),
+                // An image that is neither: the error names it and the media types found.
+                Err(err @ content::ContentError::NeitherWasmNorImage { .. }) => {
+                    return Err(ShimError::Content(err));
+                }
+                Err(err) => {
+                    tracing::debug!(%err, image, "image not in the content store");
+                }
             }
         }
+        Ok(None)
     }
 
     /// Compiles (or loads from the cache) the guest of a container; returns it with the name
@@ -175,5 +226,36 @@ impl GuestSource {
         self.cache
             .get()
             .map(|c| (c.stats().hits(), c.stats().misses()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(args_name_program: bool) -> ArtifactImage {
+        ArtifactImage {
+            layer: WasmLayer {
+                image: "r/app:1".into(),
+                manifest_digest: "sha256:m".into(),
+                digest: "sha256:l".into(),
+                media_type: "application/wasm".into(),
+                size: 1,
+                config: content::manifest::Descriptor {
+                    media_type: spore_format::WASM_CONFIG_MEDIA_TYPE.into(),
+                    digest: "sha256:c".into(),
+                    size: 2,
+                    platform: None,
+                },
+            },
+            args_name_program,
+        }
+    }
+
+    #[test]
+    fn without_a_command_in_the_config_every_arg_is_the_pods() {
+        let args = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(artifact(false).guest_args(&args), ["app.wasm", "a", "b"]);
+        assert_eq!(artifact(true).guest_args(&args), ["a", "b"]);
     }
 }

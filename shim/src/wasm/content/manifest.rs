@@ -144,6 +144,25 @@ pub struct WasmLayer {
     pub digest: String,
     pub media_type: String,
     pub size: u64,
+    /// The image config, whose `config.Entrypoint`/`Cmd` say whether containerd's process args
+    /// start with a program name (see [`config_names_a_command`]).
+    pub config: Descriptor,
+}
+
+/// Whether an image config (OCI image config, or an artifact config with an OCI-style
+/// `config` section, as `spore push` writes) names an `Entrypoint` or a `Cmd`. When it does,
+/// containerd builds the process args from them and `args[0]` is a program name; when it does
+/// not (artifacts from `wkg`, `oras`), every process arg is the pod's.
+pub fn config_names_a_command(config: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(config) else {
+        return false;
+    };
+    let named = |key: &str| {
+        value["config"][key]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+    };
+    named("Entrypoint") || named("Cmd")
 }
 
 /// What an image is, for the shim.
@@ -163,9 +182,6 @@ pub fn classify(
     manifest: &Manifest,
 ) -> Result<ImageKind, ContentError> {
     let config_type = manifest.config.media_type.as_str();
-    if PLAIN_CONFIG_MEDIA_TYPES.contains(&config_type) {
-        return Ok(ImageKind::Plain);
-    }
     let wasm_layers: Vec<&Descriptor> = manifest
         .layers
         .iter()
@@ -179,12 +195,16 @@ pub fn classify(
             .collect::<Vec<_>>()
     };
     match wasm_layers.as_slice() {
+        // A container image whose layers are all unpacked into a rootfs.
+        [] if PLAIN_CONFIG_MEDIA_TYPES.contains(&config_type) => Ok(ImageKind::Plain),
+        // An OCI Wasm artifact, or a container image whose layer is Wasm (runwasi's layout).
         [layer] => Ok(ImageKind::WasmArtifact(WasmLayer {
             image: image.to_string(),
             manifest_digest: manifest_digest.to_string(),
             digest: layer.digest.clone(),
             media_type: layer.media_type.clone(),
             size: u64::try_from(layer.size).unwrap_or(0),
+            config: manifest.config.clone(),
         })),
         [] if config_type == MEDIA_TYPE_WASM_CONFIG => Err(ContentError::NoWasmLayer {
             image: image.to_string(),
@@ -231,6 +251,34 @@ mod tests {
             assert_eq!(layer.size, 42);
             assert_eq!(layer.media_type, layer_type);
         }
+    }
+
+    #[test]
+    fn a_container_image_with_a_wasm_layer_is_wasm() {
+        for layer_type in WASM_LAYER_MEDIA_TYPES {
+            let kind = classify(
+                "img",
+                D1,
+                &manifest(PLAIN_CONFIG_MEDIA_TYPES[0], &[layer_type]),
+            )
+            .expect("classified");
+            assert!(matches!(kind, ImageKind::WasmArtifact(_)), "{layer_type}");
+        }
+    }
+
+    #[test]
+    fn a_command_is_named_by_entrypoint_or_cmd() {
+        assert!(config_names_a_command(
+            br#"{"config":{"Entrypoint":["/app.wasm"]}}"#
+        ));
+        assert!(config_names_a_command(
+            br#"{"config":{"Cmd":["/app.wasm"]}}"#
+        ));
+        assert!(!config_names_a_command(br#"{"config":{"Entrypoint":[]}}"#));
+        assert!(!config_names_a_command(
+            br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#
+        ));
+        assert!(!config_names_a_command(b"not json"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use guest::{ArtifactError, artifact_guest};
 pub use manifest::{ImageKind, WasmLayer};
-pub use store::ContentStore;
+pub use store::{ContainerImage, ContentStore};
 pub use version::check_artifact_support;
 
 /// The annotation containerd's CRI (1.7 and 2.x, `DefaultCRIAnnotations`) puts on every

@@ -4,10 +4,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::version_client::VersionClient;
-use containerd_client::services::v1::{GetImageRequest, ListContentRequest, ReadContentRequest};
+use containerd_client::services::v1::{
+    GetContainerRequest, GetImageRequest, ListContentRequest, ReadContentRequest,
+};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request};
 use sha2::Digest as _;
@@ -24,6 +27,18 @@ const MAX_METADATA_BYTES: u64 = 8 << 20;
 pub const MAX_LAYER_BYTES: u64 = 1 << 30;
 /// How deep nested indexes are followed.
 const MAX_INDEX_DEPTH: usize = 3;
+
+/// The extension in which containerd's CRI records a container's metadata (with `ImageRef`).
+const CRI_METADATA_EXTENSION: &str = "io.cri-containerd.container.metadata";
+
+/// The image a container was created from, as containerd recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// The image's name in the container record.
+    pub name: String,
+    /// The image ID (`sha256:` of its config) CRI recorded, for CRI containers.
+    pub id: Option<String>,
+}
 
 /// A client for one containerd namespace.
 #[derive(Clone)]
@@ -147,6 +162,35 @@ impl ContentStore {
         })
     }
 
+    /// The image containerd created container `id` from: for a CRI container, the image ID the
+    /// kubelet pulled (the CRI keeps an image named by it, so a re-tag in between changes
+    /// nothing); else the image name in containerd's container record (`ctr`, `nerdctl` and
+    /// other clients). `None` when containerd has no record of the container.
+    pub async fn container_image(&self, id: &str) -> Result<Option<ContainerImage>, ContentError> {
+        let request = self.request(GetContainerRequest { id: id.to_string() })?;
+        let container = match ContainersClient::new(self.channel.clone())
+            .get(request)
+            .await
+        {
+            Ok(response) => response.into_inner().container,
+            Err(status) if status.code() == Code::NotFound => return Ok(None),
+            Err(status) => return Err(ContentError::rpc("Containers.Get", id, status)),
+        };
+        let Some(container) = container else {
+            return Ok(None);
+        };
+        let cri_image_id = container
+            .extensions
+            .get(CRI_METADATA_EXTENSION)
+            .and_then(|any| serde_json::from_slice::<serde_json::Value>(&any.value).ok())
+            .and_then(|v| v["Metadata"]["ImageRef"].as_str().map(str::to_string))
+            .filter(|r| !r.is_empty());
+        Ok(Some(ContainerImage {
+            name: container.image,
+            id: cri_image_id,
+        }))
+    }
+
     /// The Wasm layer of the artifact `image`; a plain image is an error here.
     pub async fn wasm_layer(&self, image: &str) -> Result<WasmLayer, ContentError> {
         match self.image_kind(image).await? {
@@ -155,6 +199,13 @@ impl ContentStore {
                 image: image.to_string(),
             }),
         }
+    }
+
+    /// Whether the config of `layer`'s image names a command (see
+    /// [`manifest::config_names_a_command`]).
+    pub async fn config_names_a_command(&self, layer: &WasmLayer) -> Result<bool, ContentError> {
+        let bytes = self.read_blob(&layer.config, MAX_METADATA_BYTES).await?;
+        Ok(manifest::config_names_a_command(&bytes))
     }
 
     /// The bytes of an artifact's Wasm layer, checked against its digest and size.

@@ -31,7 +31,12 @@ use crate::wasm::http::body::LimitedBody;
 use crate::wasm::http::config::HttpConfig;
 use crate::wasm::http::output::SharedOutput;
 use crate::wasm::http::state::HttpState;
-use crate::wasm::limits::{GuestLimits, MemoryLimitExceeded};
+use crate::wasm::limits::{GuestLimits, MemoryBusy, MemoryLimitExceeded};
+use crate::wasm::names::ContainerNames;
+
+/// `Retry-After` (seconds) of a request answered 503 because the requests in flight hold the
+/// container's memory.
+const MEMORY_BUSY_RETRY_AFTER: &str = "1";
 
 /// Serves the requests of one container; shared by all its connections.
 pub struct RequestHandler {
@@ -41,6 +46,7 @@ pub struct RequestHandler {
     stdout: SharedOutput,
     stderr: SharedOutput,
     usage: Arc<Usage>,
+    names: Arc<ContainerNames>,
     /// Raised when the container ends: running guests stop at their next epoch tick.
     stop: watch::Sender<bool>,
 }
@@ -61,6 +67,7 @@ impl RequestHandler {
         stdout: SharedOutput,
         stderr: SharedOutput,
         usage: Arc<Usage>,
+        names: Arc<ContainerNames>,
     ) -> Self {
         RequestHandler {
             pre,
@@ -69,6 +76,7 @@ impl RequestHandler {
             stdout,
             stderr,
             usage,
+            names,
             stop: watch::channel(false).0,
         }
     }
@@ -161,6 +169,15 @@ impl RequestHandler {
                     self.stderr.write_line(&line).await;
                     plain(StatusCode::GATEWAY_TIMEOUT)
                 }
+                Ok(GuestEnd::Trapped(err)) if err.downcast_ref::<MemoryBusy>().is_some() => {
+                    // The request fits the limit, not beside the others in flight: try again.
+                    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE);
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        header::HeaderValue::from_static(MEMORY_BUSY_RETRY_AFTER),
+                    );
+                    response
+                }
                 Ok(GuestEnd::Trapped(err)) => {
                     let reason = match err.downcast_ref::<MemoryLimitExceeded>() {
                         Some(limit) => limit.to_string(),
@@ -202,7 +219,8 @@ impl RequestHandler {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: GuestLimits::new(self.spec.memory_limit, self.usage.clone()),
+            limits: GuestLimits::new(self.usage.memory.clone()),
+            names: self.names.clone(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

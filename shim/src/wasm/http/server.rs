@@ -21,6 +21,7 @@ use crate::wasm::http::config::HttpConfig;
 use crate::wasm::http::output::{OutputWriter, SharedOutput};
 use crate::wasm::http::request::RequestHandler;
 use crate::wasm::http::state::HttpState;
+use crate::wasm::names::ContainerNames;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -34,11 +35,12 @@ const OUTPUT_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HttpGuest {
     pre: ProxyPre<HttpState>,
     config: HttpConfig,
+    names: Arc<ContainerNames>,
 }
 
 impl HttpGuest {
-    pub fn new(pre: ProxyPre<HttpState>, config: HttpConfig) -> Self {
-        HttpGuest { pre, config }
+    pub fn new(pre: ProxyPre<HttpState>, config: HttpConfig, names: Arc<ContainerNames>) -> Self {
+        HttpGuest { pre, config, names }
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -71,6 +73,7 @@ impl HttpGuest {
                     stdout,
                     stderr.clone(),
                     usage,
+                    self.names.clone(),
                 ));
                 accept_until_killed(listener, handler, &self.config, &mut kill).await
             }

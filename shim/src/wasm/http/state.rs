@@ -5,7 +5,11 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use std::sync::Arc;
+
 use crate::wasm::limits::GuestLimits;
+use crate::wasm::name_lookup::{self, NameLookupView};
+use crate::wasm::names::ContainerNames;
 
 /// What one request's store holds: its WASI and WASI HTTP contexts, the resource table they
 /// share, and the container's memory limit for this instance.
@@ -14,6 +18,13 @@ pub struct HttpState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: GuestLimits,
+    pub(crate) names: Arc<ContainerNames>,
+}
+
+impl NameLookupView for HttpState {
+    fn name_lookup(&mut self) -> (&Arc<ContainerNames>, &mut ResourceTable) {
+        (&self.names, &mut self.table)
+    }
 }
 
 impl WasiView for HttpState {
@@ -41,5 +52,6 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    name_lookup::add_to_linker(&mut linker)?;
     Ok(linker)
 }
