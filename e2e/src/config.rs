@@ -143,7 +143,7 @@ pub fn render(input: &ConfigInput<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "[{runtimes}.spore]\n  runtime_type = \"io.containerd.spore.v1\"\n[{runtimes}.spore.options]\n  SystemdCgroup = {systemd}"
+        "[{runtimes}.spore]\n  runtime_type = \"io.containerd.spore.v1\"\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[{runtimes}.spore.options]\n  SystemdCgroup = {systemd}"
     );
     for (key, raw) in input.spore_options {
         let _ = writeln!(out, "  {} = {raw}", toml_key(key));

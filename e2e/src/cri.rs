@@ -52,6 +52,15 @@ pub enum CriError {
     },
 }
 
+/// A random number (from the kernel), for the kubelet-style file names.
+fn rand_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+    }
+    u32::from_le_bytes(bytes)
+}
+
 fn call_error(call: &'static str) -> impl FnOnce(tonic::Status) -> CriError {
     move |status| CriError::Call {
         call,
@@ -92,6 +101,8 @@ pub struct Container {
     pub pod_id: String,
     /// Absolute path of its CRI log file.
     pub log_path: PathBuf,
+    /// The host file behind its `terminationMessagePath`, as the kubelet makes one.
+    pub termination_log: Option<PathBuf>,
 }
 
 /// What ExecSync returned.
@@ -370,13 +381,14 @@ impl CriClient {
     pub async fn create_container_with(
         &mut self,
         pod: &Pod,
-        config: cri::ContainerConfig,
+        mut config: cri::ContainerConfig,
     ) -> Result<Container, CriError> {
         let name = config
             .metadata
             .as_ref()
             .map(|m| m.name.clone())
             .unwrap_or_default();
+        let termination_log = self.add_termination_log(pod, &name, &mut config)?;
         let log_path = pod.log_dir.join(&config.log_path);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| CriError::LogDir {
@@ -398,7 +410,56 @@ impl CriClient {
             name,
             pod_id: pod.id.clone(),
             log_path,
+            termination_log,
         })
+    }
+
+    /// What the kubelet does for every container: an empty file for its termination message at
+    /// `<kubelet dir>/pods/<uid>/containers/<name>/<random>`, mounted at its
+    /// `terminationMessagePath` (from the annotation the kubelet also sets).
+    fn add_termination_log(
+        &self,
+        pod: &Pod,
+        name: &str,
+        config: &mut cri::ContainerConfig,
+    ) -> Result<Option<PathBuf>, CriError> {
+        let Some(container_path) = config
+            .annotations
+            .get("io.kubernetes.container.terminationMessagePath")
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        if config
+            .mounts
+            .iter()
+            .any(|m| m.container_path == container_path)
+        {
+            return Ok(None);
+        }
+        let kubelet = self
+            .log_root
+            .parent()
+            .map(|base| base.join("kubelet"))
+            .unwrap_or_else(|| self.log_root.join("kubelet"));
+        let dir = kubelet
+            .join("pods")
+            .join(pod.uid())
+            .join("containers")
+            .join(name);
+        let file = dir.join(format!("{:08x}", rand_u32()));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, b""))
+            .map_err(|source| CriError::LogDir {
+                path: file.clone(),
+                source,
+            })?;
+        config.mounts.push(cri::Mount {
+            container_path,
+            host_path: file.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+        Ok(Some(file))
     }
 
     pub async fn start_container(&mut self, container_id: &str) -> Result<(), CriError> {

@@ -190,10 +190,24 @@ pub fn runtime_matches(doc: &DocumentMut, layout: Layout, entry: &RuntimeEntry) 
         .and_then(Item::as_table_like)
         .and_then(|o| o.get("SystemdCgroup"))
         .and_then(Item::as_bool);
+    let annotations_passed = table
+        .get("container_annotations")
+        .and_then(Item::as_array)
+        .is_some_and(|a| {
+            CONTAINER_ANNOTATIONS
+                .iter()
+                .all(|wanted| a.iter().any(|v| v.as_str() == Some(*wanted)))
+        });
     table.get("runtime_type").and_then(Item::as_str) == Some(RUNTIME_TYPE)
         && table.get("runtime_path").and_then(Item::as_str) == Some(entry.runtime_path.as_str())
         && systemd == Some(entry.systemd_cgroup)
+        && annotations_passed
 }
+
+/// Container annotations containerd passes into the OCI spec of `spore` containers: the
+/// kubelet's `terminationMessagePath`, so the shim writes the termination message where the
+/// pod said (without it, the shim finds the kubelet's file by its default path and layout).
+pub const CONTAINER_ANNOTATIONS: &[&str] = &["io.kubernetes.container.terminationMessagePath"];
 
 /// Walks to (creating as needed) the standard table at `path` below the root.
 fn table_at<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Result<&'a mut Table, ConfigError> {
@@ -260,6 +274,21 @@ pub fn ensure_runtime(
     runtime.set_implicit(false);
     set_str(runtime, "runtime_type", RUNTIME_TYPE);
     set_str(runtime, "runtime_path", &entry.runtime_path);
+    let mut annotations: Vec<String> = runtime
+        .get("container_annotations")
+        .and_then(Item::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let before = annotations.len();
+    for wanted in CONTAINER_ANNOTATIONS {
+        if !annotations.iter().any(|a| a == wanted) {
+            annotations.push((*wanted).to_string());
+        }
+    }
+    if annotations.len() != before || runtime.get("container_annotations").is_none() {
+        let array: toml_edit::Array = annotations.iter().map(String::as_str).collect();
+        runtime.insert("container_annotations", toml_edit::value(array));
+    }
     let options = match runtime.entry("options").or_insert_with(|| {
         let mut fresh = Table::new();
         fresh.set_implicit(false);
@@ -361,6 +390,13 @@ root = "/var/lib/containerd"
         );
         let doc = parse(&out.text).expect("reparse");
         assert!(runtime_matches(&doc, Layout::V2, &entry(true)));
+        assert!(
+            out.text.contains(
+                "container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]"
+            ),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains(
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.spore]\nruntime_type = \"io.containerd.spore.v1\"\nruntime_path = \"/opt/spore/bin/containerd-shim-spore-v1\""
         ));

@@ -29,7 +29,7 @@ use crate::{Error, FIELD_MANAGER, Result};
 
 /// Requeue after a successful reconcile of a ready app.
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
-/// Requeue while an app is not ready yet (pods are not watched, so their failures are polled).
+/// Requeue while an app is not ready yet (pod changes trigger a reconcile of their own).
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(30);
 /// Requeue of a spec that cannot work; an edit of the app or of a referenced object comes sooner.
 pub const REQUEUE_SPEC_ERROR: Duration = Duration::from_secs(300);
@@ -109,6 +109,13 @@ pub fn backoff_delay(attempt: u32) -> Duration {
 
 fn app_key(app: &WasmApp) -> String {
     format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
+/// The app a pod of the operator belongs to, by its `spore.dev/app` label.
+pub fn app_of_pod(pod: &Pod) -> Option<ObjectRef<WasmApp>> {
+    let app = pod.labels().get(desired::APP_LABEL)?;
+    let namespace = pod.namespace()?;
+    Some(ObjectRef::new(app).within(&namespace))
 }
 
 /// Apps in `namespace` that reference the `kind` object `name`.
@@ -238,6 +245,18 @@ async fn reconcile_inner(app: &WasmApp, ctx: &Context) -> Result<Action> {
         }),
         &now,
     );
+    if let Some(failure) = status::new_failure(previous, &new_status) {
+        let note = status::describe_failure(failure);
+        publish(
+            ctx,
+            app,
+            EventType::Warning,
+            "ContainerFailed",
+            "Observe",
+            note,
+        )
+        .await?;
+    }
     let ready = status::condition_status(&new_status.conditions, status::READY) == Some("True");
     patch_status(ctx, app, &namespace, &new_status).await?;
     Ok(Action::requeue(if ready {
@@ -430,6 +449,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .owns(
             Api::<HorizontalPodAutoscaler>::all(client.clone()),
             owned_objects(),
+        )
+        // The pods of the apps (only those the operator labelled): a container's failure
+        // reaches the app's status and events at once, not at the next requeue.
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            owned_objects(),
+            |pod: Pod| app_of_pod(&pod),
         )
         .watches(
             Api::<Secret>::all(client.clone()),

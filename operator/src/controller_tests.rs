@@ -594,3 +594,112 @@ fn secret_events_map_to_the_apps_that_use_them() {
     assert!(apps_referencing(&apps, RefKind::ConfigMap, Some("default"), "creds").is_empty());
     assert!(apps_referencing(&apps, RefKind::Secret, Some("default"), "nope").is_empty());
 }
+
+fn crash_looping_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hello-7d9f-abcde", "namespace": "default",
+                     "labels": {"spore.dev/app": "hello", "app.kubernetes.io/managed-by": "spore-operator"}},
+        "status": {"containerStatuses": [{
+            "name": "app", "image": "registry.example.com/hello:1.0", "imageID": "", "ready": false,
+            "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 134, "reason": "Error",
+                "message": "guest trapped: wasm `unreachable` instruction executed\n  at app::handle",
+                "finishedAt": "2027-01-15T07:59:30Z"}}
+        }]}
+    })
+}
+
+#[tokio::test]
+async fn a_pods_failure_becomes_the_apps_condition_and_a_warning_event_in_one_reconcile() {
+    // A settled, ready app...
+    let (_, first) = run_with(http_app(), |mut server| async move {
+        server
+            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
+            .await;
+        server.apply_echo(SERVICE_URI, None).await;
+        server.not_found(HPA_URI).await;
+        server.pods(json!([])).await;
+        server.event().await;
+        let status = server.status().await;
+        server.done().await;
+        status
+    })
+    .await;
+    let mut settled = http_app();
+    settled.status = Some(serde_json::from_value(first["status"].clone()).expect("status"));
+    // ...whose pod starts crash-looping: the pod watch reconciles the app (app_of_pod), and that
+    // one reconcile raises the event and writes the failure into the status.
+    let started = Instant::now();
+    let (result, seen) = run_with(settled.clone(), |mut server| async move {
+        server
+            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
+            .await;
+        server.apply_echo(SERVICE_URI, None).await;
+        server.not_found(HPA_URI).await;
+        server.pods(json!([crash_looping_pod()])).await;
+        let event = server.event().await;
+        let status = server.status().await;
+        let latency = started.elapsed();
+        server.done().await;
+        json!({"event": event, "status": status, "latency_us": latency.as_micros() as u64})
+    })
+    .await;
+    let latency = Duration::from_micros(seen["latency_us"].as_u64().expect("latency"));
+    result.expect("reconcile");
+    println!("pod failure to WasmApp status and event: {latency:?} in one reconcile");
+    let event = &seen["event"];
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("ContainerFailed"))
+    );
+    let note = event["note"].as_str().expect("note");
+    assert!(
+        note.starts_with("pod hello-7d9f-abcde: container app: CrashLoopBackOff"),
+        "{note}"
+    );
+    assert!(
+        note.contains("guest trapped: wasm `unreachable` instruction executed"),
+        "{note}"
+    );
+    let failure = &seen["status"]["status"]["lastFailure"];
+    assert_eq!(failure["reason"], "CrashLoopBackOff");
+    assert_eq!(failure["container"], "app");
+    assert_eq!(failure["exitCode"], 134);
+    assert_eq!(failure["at"], "2027-01-15T07:59:30Z");
+    assert_eq!(condition(&seen["status"], "Degraded")["status"], "True");
+    assert_eq!(
+        condition(&seen["status"], "Degraded")["reason"],
+        "CrashLoopBackOff"
+    );
+
+    // The same failure seen again: no second event.
+    let mut failing = settled;
+    failing.status =
+        Some(serde_json::from_value(seen["status"]["status"].clone()).expect("status"));
+    let (result, _) = run_with(failing, |mut server| async move {
+        server
+            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
+            .await;
+        server.apply_echo(SERVICE_URI, None).await;
+        server.not_found(HPA_URI).await;
+        server.pods(json!([crash_looping_pod()])).await;
+        server.done().await;
+        Value::Null
+    })
+    .await;
+    result.expect("reconcile");
+}
+
+#[test]
+fn a_pod_maps_to_its_app_by_label() {
+    let pod: Pod = serde_json::from_value(crash_looping_pod()).expect("pod");
+    assert_eq!(
+        app_of_pod(&pod),
+        Some(ObjectRef::<WasmApp>::new("hello").within("default"))
+    );
+    let mut stranger = pod;
+    stranger.metadata.labels = None;
+    assert_eq!(app_of_pod(&stranger), None);
+}

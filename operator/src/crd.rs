@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     TopologySpreadConstraint, VolumeMount,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::core::Rule;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,12 @@ pub const MAX_IMAGE_LENGTH: usize = 512;
         type_ = "string",
         json_path = ".status.url",
         description = "In-cluster address of the app's Service"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.lastFailure.reason",
+        description = "Why the Wasm container last failed"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = name_rule()
@@ -304,6 +310,12 @@ pub struct WasmAppStatus {
 pub struct ContainerFailure {
     /// Pod the failure was seen in.
     pub pod: String,
+    /// Container that failed (the Wasm container).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
+    /// When it failed: the container's exit, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
     /// Short machine-readable reason, e.g. `CrashLoopBackOff` or `Error`.
     pub reason: String,
     /// Human-readable detail.
@@ -392,15 +404,16 @@ mod tests {
     }
 
     #[test]
-    fn crd_printer_columns_are_ready_replicas_url_age() {
+    fn crd_printer_columns_are_ready_replicas_url_reason_age() {
         let crd = crd();
         let cols = crd.spec.versions[0]
             .additional_printer_columns
             .as_ref()
             .expect("columns");
         let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["Ready", "Replicas", "URL", "Age"]);
-        assert_eq!(cols[3].type_, "date");
+        assert_eq!(names, ["Ready", "Replicas", "URL", "Reason", "Age"]);
+        assert_eq!(cols[3].json_path, ".status.lastFailure.reason");
+        assert_eq!(cols[4].type_, "date");
     }
 
     #[test]

@@ -255,14 +255,23 @@ fn wasm_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
         .filter(|cs| cs.name == WASM_CONTAINER)
 }
 
-/// The first failure of a Wasm container among `pods` (sorted by name for a stable answer).
+/// The newest failure of a Wasm container among `pods` (by the time it failed; among failures
+/// of the same time, or without one, the pod that sorts first by name).
 pub fn current_failure(pods: &[Pod]) -> Option<ContainerFailure> {
-    let mut pods: Vec<&Pod> = pods.iter().collect();
-    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    pods.into_iter().find_map(|pod| {
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        wasm_statuses(pod).find_map(|cs| failure_of(&pod_name, cs))
-    })
+    let mut failures: Vec<ContainerFailure> = pods
+        .iter()
+        .flat_map(|pod| {
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            wasm_statuses(pod)
+                .filter_map(|cs| failure_of(&pod_name, cs))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    failures.sort_by(|a, b| {
+        let time = |f: &ContainerFailure| f.at.as_ref().map(|t| t.0);
+        time(b).cmp(&time(a)).then_with(|| a.pod.cmp(&b.pod))
+    });
+    failures.into_iter().next()
 }
 
 fn failure_of(pod: &str, cs: &ContainerStatus) -> Option<ContainerFailure> {
@@ -289,6 +298,8 @@ fn failure_of(pod: &str, cs: &ContainerStatus) -> Option<ContainerFailure> {
         };
         return Some(ContainerFailure {
             pod: pod.to_string(),
+            container: cs.name.clone(),
+            at: last_terminated.and_then(|t| t.finished_at.clone()),
             reason: reason.clone(),
             message,
             exit_code: last_terminated.map(|t| t.exit_code),
@@ -299,6 +310,8 @@ fn failure_of(pod: &str, cs: &ContainerStatus) -> Option<ContainerFailure> {
     {
         return Some(ContainerFailure {
             pod: pod.to_string(),
+            container: cs.name.clone(),
+            at: t.finished_at.clone(),
             reason: t.reason.clone().unwrap_or_else(|| "Error".to_string()),
             message: t.message.clone().unwrap_or_default(),
             exit_code: Some(t.exit_code),
@@ -307,7 +320,18 @@ fn failure_of(pod: &str, cs: &ContainerStatus) -> Option<ContainerFailure> {
     None
 }
 
-fn describe_failure(f: &ContainerFailure) -> String {
+/// The failure to announce with a Warning event: the status's last failure, when it is not the
+/// one the app already showed.
+pub fn new_failure<'a>(
+    previous: Option<&WasmAppStatus>,
+    current: &'a WasmAppStatus,
+) -> Option<&'a ContainerFailure> {
+    let failure = current.last_failure.as_ref()?;
+    (previous.and_then(|p| p.last_failure.as_ref()) != Some(failure)).then_some(failure)
+}
+
+/// `pod P: container C: REASON: MESSAGE`, for conditions and events.
+pub fn describe_failure(f: &ContainerFailure) -> String {
     let mut text = format!("pod {}: container {WASM_CONTAINER}: {}", f.pod, f.reason);
     if !f.message.is_empty() {
         text.push_str(": ");

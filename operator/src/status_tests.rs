@@ -343,6 +343,8 @@ fn last_failure_and_digest_are_kept_when_nothing_new_is_seen() {
         image_digest: Some("sha256:old".into()),
         last_failure: Some(ContainerFailure {
             pod: "old".into(),
+            container: "app".into(),
+            at: None,
             reason: "Error".into(),
             message: String::new(),
             exit_code: Some(2),

@@ -19,6 +19,7 @@ use crate::error::ShimError;
 use crate::host::entrypoint::{Entrypoint, EntrypointError};
 use crate::host::reaper::{Exits, ReaperError};
 use crate::host::stdio::GuestStdio;
+use crate::host::termination::TerminationLog;
 use crate::spec::ContainerSpec;
 use crate::wasm::content::WasmLayer;
 use crate::wasm::guest::WasmGuest;
@@ -183,11 +184,18 @@ impl ContainerFactory for Factory {
             None => RuntimeOptions::default(),
         };
         let mounted = mount_rootfs(&request.bundle, &request.rootfs).await?;
+        let termination = (!spec.is_sandbox())
+            .then(|| TerminationLog::of(&spec))
+            .flatten();
         let built = self.build(&request, spec, &options, mounted.clone()).await;
-        if built.is_err()
-            && let Some(rootfs) = &mounted
-        {
-            let _ = crate::host::rootfs::unmount(rootfs);
+        if let Err(err) = &built {
+            if let Some(rootfs) = &mounted {
+                let _ = crate::host::rootfs::unmount(rootfs);
+            }
+            // The reason is in the kubelet's waiting message too; `kubectl describe` shows both.
+            if let Some(log) = termination {
+                log.write(&err.to_string());
+            }
         }
         built
     }

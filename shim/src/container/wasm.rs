@@ -17,6 +17,7 @@ use super::{
 use crate::error::ShimError;
 use crate::host::stats::Usage;
 use crate::host::stdio::{GuestStdio, StdioPaths};
+use crate::host::termination::TerminationLog;
 use crate::signal::Signal;
 use crate::spec::ContainerSpec;
 use crate::wasm::exit::ExitStatus;
@@ -56,6 +57,7 @@ impl WasmContainer {
     pub fn new(parts: WasmParts) -> Self {
         let kind = parts.guest.kind();
         let (id, bundle) = (parts.id.clone(), parts.bundle.clone());
+        let termination = TerminationLog::of(&parts.spec);
         WasmContainer {
             id,
             bundle,
@@ -72,6 +74,7 @@ impl WasmContainer {
                 terminal: parts.terminal,
                 id: parts.id,
                 mounted_rootfs: Mutex::new(parts.mounted_rootfs),
+                termination,
             }))),
         }
     }
@@ -152,6 +155,8 @@ struct Guest {
     started_at: Mutex<Option<SystemTime>>,
     opened: Mutex<Option<GuestStdio>>,
     mounted_rootfs: Mutex<Option<PathBuf>>,
+    /// The kubelet's termination message file, when the container has one.
+    termination: Option<TerminationLog>,
 }
 
 impl Guest {
@@ -164,6 +169,9 @@ impl Guest {
         }
         if let Some(message) = &status.message {
             tracing::warn!(container = %self.id, code = status.code, "{message}");
+        }
+        if let (Some(log), Some(message)) = (&self.termination, status.termination_message()) {
+            log.write(message);
         }
         self.lifecycle.finish(status);
     }

@@ -1,8 +1,8 @@
 //! The Linux host as the shim uses it: the pod's cgroup ([`cgroup`]) and network namespace
 //! ([`netns`]), the container's stdio FIFOs ([`stdio`]), its rootfs mounts ([`rootfs`]) and the
 //! files in it ([`in_root`], [`entrypoint`]), reaping children ([`reaper`]), CPU time per guest
-//! ([`cputime`]), per-container figures for Stats ([`stats`]) and the shim's own log
-//! ([`logging`]).
+//! ([`cputime`]), per-container figures for Stats ([`stats`]), the kubelet's termination
+//! message file ([`termination`]) and the shim's own log ([`logging`]).
 
 pub mod cgroup;
 pub mod cputime;
@@ -14,3 +14,4 @@ pub mod reaper;
 pub mod rootfs;
 pub mod stats;
 pub mod stdio;
+pub mod termination;

@@ -38,10 +38,32 @@ pub enum WasmError {
          Spore runs only code it compiles itself from Wasm; publish the .wasm file instead"
     )]
     Precompiled { path: PathBuf },
-    #[error("{path} cannot be linked against Spore's host: {reason}")]
-    Link { path: PathBuf, reason: String },
+    #[error("{}", link_message(path, missing, reason))]
+    Link {
+        path: PathBuf,
+        /// The component's imports that Spore does not provide.
+        missing: Vec<String>,
+        reason: String,
+    },
     #[error("{path}: {source}")]
     Cache { path: PathBuf, source: CacheError },
+}
+
+fn link_message(path: &Path, missing: &[String], reason: &str) -> String {
+    if missing.is_empty() {
+        return format!(
+            "{} cannot be linked against Spore's host: {reason}",
+            path.display()
+        );
+    }
+    format!(
+        "{} cannot run on Spore: it imports {}, which Spore does not provide (Spore provides WASI \
+         {}: wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, and \
+         wasi:http to HTTP components)",
+        path.display(),
+        missing.join(", "),
+        crate::wasm::hosted::WASI_VERSION_LINE,
+    )
 }
 
 /// A compiled, classified guest, ready to instantiate.

@@ -64,9 +64,19 @@ impl WasmGuest {
         let path = path.to_path_buf();
         let names = Arc::new(ContainerNames::for_container(spec));
         let kind = guest.kind();
+        let missing = match &guest {
+            Guest::Command(component) => {
+                crate::wasm::hosted::missing_imports(engine, component, false)
+            }
+            Guest::HttpProxy(component) => {
+                crate::wasm::hosted::missing_imports(engine, component, true)
+            }
+            Guest::Preview1(_) => Vec::new(),
+        };
         let link_error = |e: wasmtime::Error| {
             ShimError::Wasm(compile::WasmError::Link {
                 path: path.clone(),
+                missing: missing.clone(),
                 reason: format!("{e:#}"),
             })
         };

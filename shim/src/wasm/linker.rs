@@ -44,9 +44,9 @@ pub struct ModuleState {
 
 /// The host functions guests link against, built once per engine.
 pub struct Linkers {
-    pub(crate) component: ComponentLinker<ComponentState>,
-    pub(crate) module: ModuleLinker<ModuleState>,
-    pub(crate) http: ComponentLinker<crate::wasm::http::HttpState>,
+    pub component: ComponentLinker<ComponentState>,
+    pub module: ModuleLinker<ModuleState>,
+    pub http: ComponentLinker<crate::wasm::http::HttpState>,
 }
 
 impl Linkers {

@@ -10,6 +10,7 @@ pub mod content;
 pub mod engine;
 pub mod exit;
 pub mod guest;
+pub mod hosted;
 pub mod http;
 pub mod limits;
 pub mod linker;
