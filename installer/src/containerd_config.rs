@@ -277,7 +277,11 @@ pub fn ensure_runtime(
     let mut annotations: Vec<String> = runtime
         .get("container_annotations")
         .and_then(Item::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let before = annotations.len();
     for wanted in CONTAINER_ANNOTATIONS {
