@@ -29,6 +29,7 @@ cargo fmt --all -- --check
 step "build: Wasm guests, then the workspace and its tests (once)"
 bash hack/build-guests.sh
 cargo nextest run --workspace --no-run
+cargo build --workspace --tests --bins
 
 step "tests, as on a new machine (no retries)"
 filter=()
@@ -40,7 +41,7 @@ bash hack/fresh-machine.sh cargo nextest run --workspace --profile ci --test-thr
 
 step "the README's main command (hack/demo.sh), as on a new machine"
 demo=0
-bash hack/fresh-machine.sh bash hack/demo.sh || demo=$?
+SPORE_DEMO_BUILD=workspace bash hack/fresh-machine.sh bash hack/demo.sh || demo=$?
 
 step "helm chart lint"
 bash hack/helm-lint.sh
@@ -50,9 +51,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "end-to-end suite on a real cluster"
 if [ -n "${SPORE_E2E_KUBECONFIG:-}" ]; then
-  bash hack/e2e.sh
+  # The suite that takes any cluster by kubeconfig is not written yet (issue 13); say so rather
+  # than pass without running it.
+  echo "e2e: FAILED: SPORE_E2E_KUBECONFIG is set, but the kubeconfig suite does not exist yet; on a Docker host, hack/e2e-kind.sh runs the kind suite" >&2
+  exit 1
 else
-  echo "e2e: skipped: SPORE_E2E_KUBECONFIG is not set (it names the kubeconfig of a cluster to install Spore on; see docs/e2e.md)"
+  echo "e2e: skipped: SPORE_E2E_KUBECONFIG is not set (the end-to-end suite on a real cluster needs one; on a Docker host, hack/e2e-kind.sh runs the kind suite)"
 fi
 
 step "versions tested against"

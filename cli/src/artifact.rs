@@ -152,15 +152,22 @@ pub fn build_artifact(
     })
 }
 
+/// An annotation that is not `KEY=VALUE` with a non-empty key; holds the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid annotation {0:?}: expected KEY=VALUE with a non-empty KEY")]
+pub struct MalformedAnnotation(pub String);
+
 /// Parses `KEY=VALUE` annotations; the error is the first malformed one.
-pub fn parse_annotations(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_annotations(
+    pairs: &[String],
+) -> Result<BTreeMap<String, String>, MalformedAnnotation> {
     let mut annotations = BTreeMap::new();
     for pair in pairs {
         match pair.split_once('=') {
             Some((key, value)) if !key.trim().is_empty() => {
                 annotations.insert(key.trim().to_string(), value.to_string());
             }
-            _ => return Err(pair.clone()),
+            _ => return Err(MalformedAnnotation(pair.clone())),
         }
     }
     Ok(annotations)
@@ -284,9 +291,12 @@ mod tests {
     fn malformed_annotations_are_named() {
         assert_eq!(
             parse_annotations(&["novalue".into()]),
-            Err("novalue".into())
+            Err(MalformedAnnotation("novalue".into()))
         );
-        assert_eq!(parse_annotations(&["=v".into()]), Err("=v".into()));
+        assert_eq!(
+            parse_annotations(&["=v".into()]),
+            Err(MalformedAnnotation("=v".into()))
+        );
     }
 
     #[test]

@@ -297,12 +297,20 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// Why the answer of a credential helper cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum HelperAnswerError {
+    #[error("unreadable answer: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    #[error("it returned an identity token, which spore does not support yet")]
+    IdentityToken,
+}
+
 /// Parses the answer of `docker-credential-NAME get`.
-fn parse_helper_answer(stdout: &[u8]) -> Result<RegistryAuth, String> {
-    let answer: HelperAnswer =
-        serde_json::from_slice(stdout).map_err(|e| format!("unreadable answer: {e}"))?;
+fn parse_helper_answer(stdout: &[u8]) -> Result<RegistryAuth, HelperAnswerError> {
+    let answer: HelperAnswer = serde_json::from_slice(stdout)?;
     if answer.username == "<token>" {
-        return Err("it returned an identity token, which spore does not support yet".into());
+        return Err(HelperAnswerError::IdentityToken);
     }
     Ok(RegistryAuth::Basic(answer.username, answer.secret))
 }
@@ -340,7 +348,7 @@ fn run_helper(program: &Path, name: &str, registry: &str) -> Result<Option<Regis
     }
     parse_helper_answer(&output.stdout)
         .map(Some)
-        .map_err(failed)
+        .map_err(|e| failed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -477,11 +485,17 @@ mod tests {
     #[test]
     fn helper_answers_are_parsed() {
         assert_eq!(
-            parse_helper_answer(br#"{"ServerURL":"r","Username":"u","Secret":"s"}"#),
-            Ok(basic("u", "s"))
+            parse_helper_answer(br#"{"ServerURL":"r","Username":"u","Secret":"s"}"#).ok(),
+            Some(basic("u", "s"))
         );
-        assert!(parse_helper_answer(br#"{"Username":"<token>","Secret":"t"}"#).is_err());
-        assert!(parse_helper_answer(b"garbage").is_err());
+        assert!(matches!(
+            parse_helper_answer(br#"{"Username":"<token>","Secret":"t"}"#),
+            Err(HelperAnswerError::IdentityToken)
+        ));
+        assert!(matches!(
+            parse_helper_answer(b"garbage"),
+            Err(HelperAnswerError::Unreadable(_))
+        ));
         assert_eq!(helper_server_name("index.docker.io"), DOCKER_HUB_SERVER);
         assert_eq!(helper_server_name("127.0.0.1:5000"), "127.0.0.1:5000");
     }

@@ -86,7 +86,7 @@ fn digest_from_manifest_url(url: &str) -> Option<String> {
 
 pub async fn push(request: PushRequest) -> Result<PushOutcome, Error> {
     let annotations = artifact::parse_annotations(&request.annotations)
-        .map_err(|annotation| Error::BadAnnotation { annotation })?;
+        .map_err(|bad| Error::BadAnnotation { annotation: bad.0 })?;
     let (wasm, world) = read_wasm_file(&request.file)?;
     let session = RegistrySession::open(&request.reference, request.insecure)?;
     let metadata = ArtifactMetadata {

@@ -259,11 +259,22 @@ impl fmt::Display for Leftovers {
 /// A running private containerd.
 pub struct Containerd {
     child: Option<Child>,
+    /// How containerd was started, to start it again ([`Containerd::restart`]).
+    launch: Launch,
     paths: ContainerdPaths,
     version: ContainerdVersion,
     network: Option<CniNetwork>,
     pod_cgroups: TrackedPodCgroups,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// containerd's command line and environment.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    path_var: std::ffi::OsString,
+    env: Vec<(String, String)>,
+    ready_timeout: Duration,
 }
 
 impl Containerd {
@@ -304,21 +315,6 @@ impl Containerd {
         });
         std::fs::write(&paths.config, config).map_err(io_error(&paths.config))?;
 
-        let mut containerd = Containerd {
-            child: None,
-            paths,
-            version: options.version,
-            network: Some(network),
-            pod_cgroups: TrackedPodCgroups::default(),
-            _dir: Some(dir),
-        };
-        for host in &options.plain_http_registries {
-            containerd.allow_plain_http(host)?;
-        }
-
-        let log = std::fs::File::create(&containerd.paths.log)
-            .map_err(io_error(&containerd.paths.log))?;
-        let log_err = log.try_clone().map_err(io_error(&containerd.paths.log))?;
         let mut path_dirs: Vec<PathBuf> = Vec::new();
         if let Some(shim_dir) = &options.shim_dir {
             path_dirs.push(shim_dir.clone());
@@ -331,22 +327,24 @@ impl Containerd {
             path: bin_dir.clone(),
             source: std::io::Error::other(e),
         })?;
-        let mut command = Command::new(&binary);
-        command
-            .arg("--config")
-            .arg(&containerd.paths.config)
-            .env("PATH", path_var)
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = command.spawn().map_err(|source| ContainerdError::Spawn {
-            binary: binary.clone(),
-            source,
-        })?;
-        tracing::info!(pid = child.id(), socket = %containerd.paths.socket.display(), "containerd started");
-        containerd.child = Some(child);
-        containerd.wait_ready(options.ready_timeout)?;
+        let mut containerd = Containerd {
+            child: None,
+            launch: Launch {
+                binary,
+                path_var,
+                env: options.env.clone(),
+                ready_timeout: options.ready_timeout,
+            },
+            paths,
+            version: options.version,
+            network: Some(network),
+            pod_cgroups: TrackedPodCgroups::default(),
+            _dir: Some(dir),
+        };
+        for host in &options.plain_http_registries {
+            containerd.allow_plain_http(host)?;
+        }
+        containerd.spawn()?;
         if options.import_pause_image {
             crate::image::pause()
                 .and_then(|builder| builder.build())
@@ -354,6 +352,46 @@ impl Containerd {
                 .map_err(|e| ContainerdError::PauseImage(Box::new(e)))?;
         }
         Ok(containerd)
+    }
+
+    /// Starts the containerd process (its log is appended to) and waits until it answers.
+    fn spawn(&mut self) -> Result<(), ContainerdError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.paths.log)
+            .map_err(io_error(&self.paths.log))?;
+        let log_err = log.try_clone().map_err(io_error(&self.paths.log))?;
+        let mut command = Command::new(&self.launch.binary);
+        command
+            .arg("--config")
+            .arg(&self.paths.config)
+            .env("PATH", &self.launch.path_var)
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = command.spawn().map_err(|source| ContainerdError::Spawn {
+            binary: self.launch.binary.clone(),
+            source,
+        })?;
+        tracing::info!(pid = child.id(), socket = %self.paths.socket.display(), "containerd started");
+        self.child = Some(child);
+        self.wait_ready(self.launch.ready_timeout)
+    }
+
+    /// Restarts containerd as `systemctl restart containerd` does (SIGTERM to containerd
+    /// alone; its shims and containers keep running), and waits until it answers again.
+    pub fn restart(&mut self) -> Result<(), ContainerdError> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// [`Containerd::restart`] with containerd down for `down` in between (containers that
+    /// end meanwhile must have their exits reported once it is back).
+    pub fn restart_after(&mut self, down: Duration) -> Result<(), ContainerdError> {
+        self.stop_containerd();
+        std::thread::sleep(down);
+        self.spawn()
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), ContainerdError> {

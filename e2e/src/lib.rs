@@ -13,6 +13,7 @@ pub mod containerd;
 pub mod cri;
 pub mod cri_log;
 pub mod dns;
+pub mod fuzz;
 pub mod http;
 pub mod image;
 pub mod pod;

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let stdio = StdioPaths::parse("", &output("SPORE_STDOUT"), &output("SPORE_STDERR"))?;
 
-    let engine = spore_shim::wasm::engine::shared_engine().map_err(anyhow::Error::msg)?;
+    let engine = spore_shim::wasm::engine::shared_engine()?;
     let linkers = Linkers::new(engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let guest = WasmGuest::prepare(engine, &linkers, &spec)?;
     eprintln!(

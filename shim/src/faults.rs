@@ -2,6 +2,9 @@
 //! bugs. Release builds have none of them: every function here is a no-op there.
 //!
 //! - `SPORE_FAULT=guest-panic` in a Wasm container's env: the task running its guest panics.
+//! - `SPORE_FAULT=slow-kill-answer` in the shim's own environment (containerd's, which it
+//!   inherits): a native process's Kill is answered 500 ms after its signal was sent, which
+//!   makes the race between the Kill's answer and the process's exit come out the bad way.
 
 /// The container env variable that asks for a fault.
 pub const FAULT_ENV: &str = "SPORE_FAULT";
@@ -14,5 +17,12 @@ pub fn guest_task(env: &[(String, String)]) {
             .any(|(k, v)| k == FAULT_ENV && v == "guest-panic")
     {
         panic!("fault injected by {FAULT_ENV}=guest-panic");
+    }
+}
+
+/// Delays a Kill's answer when a debug build's own environment asks for `slow-kill-answer`.
+pub async fn kill_answer() {
+    if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-kill-answer") {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

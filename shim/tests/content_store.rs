@@ -151,7 +151,7 @@ async fn artifact_round_trip(version: ContainerdVersion) {
     let second_pod = Arc::new(CompileCache::open(&engine, config).expect("cache"));
     let missing = WasmLayer {
         digest: format!("sha256:{}", "0".repeat(64)),
-        ..layer.clone()
+        ..(*layer).clone()
     };
     let err = match content::artifact_guest(&engine, &second_pod, &store, &missing).await {
         Ok(guest) => panic!("a layer not in the store gave a {}", guest.kind()),

@@ -293,6 +293,10 @@ async fn two_first_starts_of_one_new_component_both_run() {
     for c in [a.expect("container one"), b.expect("container two")] {
         let status = node.cri.wait_for_exit(&c.id, EXIT).await.expect("exits");
         assert_eq!(status.exit_code, 0, "{status:?}");
+        // The CRI logger may write the last line just after the container shows exited.
+        wait_for_log_line(&c.log_path, HELLO_GREETING, EXIT)
+            .await
+            .expect("the greeting reaches the CRI log");
         let lines = read_cri_log(&c.log_path).expect("log");
         assert_eq!(stream_text(&lines, LogStream::Stdout)[0], HELLO_GREETING);
     }

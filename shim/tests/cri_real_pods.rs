@@ -129,9 +129,10 @@ async fn an_http_app_with_a_memory_limit_serves_ten_thousand_requests_and_conten
         memory < 8 * MIB as u64,
         "idle server holds {memory} bytes of linear memory"
     );
-    let log = read_cri_log(&web.log_path).expect("log");
-    let stderr = stream_text(&log, LogStream::Stderr).join("\n");
-    assert!(stderr.contains("memory limit exceeded"), "{stderr}");
+    let line = wait_for_log_line(&web.log_path, "memory limit exceeded", EXIT)
+        .await
+        .expect("the request's trap reaches the CRI log");
+    assert_eq!(line.stream, LogStream::Stderr, "{line:?}");
     f.cri.teardown_pod(&pod).await.expect("teardown");
 }
 

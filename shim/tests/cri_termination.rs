@@ -13,25 +13,6 @@ use spore_e2e::{Container, ContainerSpec, ContainerdVersion};
 
 const EXIT: Duration = Duration::from_secs(30);
 
-/// A component that exports `wasi:cli/run` and imports `imports` (interfaces Spore does not
-/// host), each as an instance with one resource.
-fn importing_component(imports: &[String]) -> Vec<u8> {
-    let imports: String = imports
-        .iter()
-        .map(|i| format!(r#"(import "{i}" (instance (export "thing" (type (sub resource)))))"#))
-        .collect();
-    let wat = format!(
-        r#"(component
-            {imports}
-            (core module $m (func (export "run") (result i32) i32.const 0))
-            (core instance $i (instantiate $m))
-            (func $run (result (result)) (canon lift (core func $i "run")))
-            (instance $r (export "run" (func $run)))
-            (export "wasi:cli/run@0.2.0" (instance $r)))"#
-    );
-    wat::parse_str(wat).expect("wat")
-}
-
 fn message(container: &Container) -> String {
     let path = container
         .termination_log
@@ -62,9 +43,9 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
         )
         .file(
             "/keyvalue.wasm",
-            importing_component(&["wasi:keyvalue/store@0.2.0-draft".into()]),
+            cri_common::importing_component(&["wasi:keyvalue/store@0.2.0-draft".into()]),
         )
-        .file("/many.wasm", importing_component(&many))
+        .file("/many.wasm", cri_common::importing_component(&many))
         .entrypoint(["/hello.wasm"])
         .build()
         .expect("image")

@@ -211,7 +211,7 @@ fn a_container_without_a_namespace_path_gets_a_network_of_its_own() {
 #[test]
 fn a_panic_in_the_task_running_a_guest_ends_the_container_with_a_message() {
     let f = Fixture::start();
-    let (ok, _stdout, stderr) = (|| {
+    let (ok, _stdout, stderr) = {
         let out = f.run(
             "panics",
             &["--env", "SPORE_FAULT=guest-panic"],
@@ -219,7 +219,7 @@ fn a_panic_in_the_task_running_a_guest_ends_the_container_with_a_message() {
         );
         assert_eq!(out.status.code(), Some(255), "{out:?}");
         (out.status.success(), text(&out.stdout), text(&out.stderr))
-    })();
+    };
     assert!(!ok);
     assert!(
         stderr.contains(

@@ -14,6 +14,7 @@ use super::native::NativeContainer;
 use super::runc::Runc;
 use super::wasm::{WasmContainer, WasmParts};
 use super::{Container, CreateRequest};
+use crate::container::host_record::{Held, HostRecord, RuncState, process_started};
 use crate::containerd::options::RuntimeOptions;
 use crate::error::ShimError;
 use crate::host::entrypoint::{Entrypoint, EntrypointError};
@@ -34,10 +35,10 @@ pub trait ContainerFactory: Send + Sync + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactoryError {
-    #[error("{0}")]
-    Engine(String),
-    #[error("linking WASI: {0}")]
-    Link(String),
+    #[error(transparent)]
+    Engine(#[from] crate::wasm::engine::EngineError),
+    #[error("linking WASI: {0:#}")]
+    Link(wasmtime::Error),
     #[error(transparent)]
     Reaper(#[from] ReaperError),
 }
@@ -46,7 +47,7 @@ pub enum FactoryError {
 #[derive(Debug)]
 pub enum Decision {
     Native,
-    Wasm(GuestOrigin),
+    Wasm(Box<GuestOrigin>),
 }
 
 /// Decides how a container of `spec` runs from what its image is (`artifact`: the Wasm layer
@@ -60,12 +61,12 @@ pub fn decide(
         return Ok(Decision::Native);
     }
     if let Some(layer) = artifact {
-        return Ok(Decision::Wasm(GuestOrigin::Artifact(layer)));
+        return Ok(Decision::Wasm(Box::new(GuestOrigin::Artifact(layer))));
     }
     let named_wasm = spec.args.first().is_some_and(|a| a.ends_with(".wasm"));
     match entrypoint() {
         Ok(file) if file.is_wasm() || named_wasm => {
-            Ok(Decision::Wasm(GuestOrigin::Entrypoint(file)))
+            Ok(Decision::Wasm(Box::new(GuestOrigin::Entrypoint(file))))
         }
         Ok(_) => Ok(Decision::Native),
         // A missing `*.wasm` is a Wasm error; any other missing program is runc's to report.
@@ -85,10 +86,8 @@ pub struct Factory {
 
 impl Factory {
     pub async fn new(containerd_address: &str, namespace: &str) -> Result<Self, FactoryError> {
-        let engine = crate::wasm::engine::shared_engine()
-            .map_err(FactoryError::Engine)?
-            .clone();
-        let linkers = Linkers::new(&engine).map_err(|e| FactoryError::Link(format!("{e:#}")))?;
+        let engine = crate::wasm::engine::shared_engine()?.clone();
+        let linkers = Linkers::new(&engine).map_err(FactoryError::Link)?;
         Ok(Factory {
             sources: GuestSource::new(
                 engine.clone(),
@@ -139,7 +138,7 @@ impl Factory {
                 .await?;
                 return Ok(Arc::new(container));
             }
-            Decision::Wasm(origin) => origin,
+            Decision::Wasm(origin) => *origin,
         };
         // The guest's memory, from reading its bytes on, is the pod's.
         crate::host::cgroup::join_pod(&spec);
@@ -188,6 +187,12 @@ impl ContainerFactory for Factory {
             .then(|| TerminationLog::of(&spec))
             .flatten();
         let built = self.build(&request, spec, &options, mounted.clone()).await;
+        if let Ok(container) = &built {
+            let record = host_record(container.as_ref(), &options, &self.namespace);
+            if let Err(err) = record.write(&request.bundle) {
+                tracing::warn!(%err, "a dead shim's cleanup will not know this container");
+            }
+        }
         if let Err(err) = &built {
             if let Some(rootfs) = &mounted {
                 let _ = crate::host::rootfs::unmount(rootfs);
@@ -209,6 +214,31 @@ async fn mount_rootfs(
     tokio::task::spawn_blocking(move || crate::host::rootfs::mount(&bundle, &mounts))
         .await
         .map_err(|e| ShimError::TaskFailed(format!("mounting the rootfs: {e}")))?
+}
+
+/// What `delete` must release of `container` should this shim die.
+fn host_record(container: &dyn Container, options: &RuntimeOptions, namespace: &str) -> HostRecord {
+    let held = if container.kind().is_wasm() {
+        Held::Wasm {
+            cgroup_leaves: crate::host::cgroup::joined_leaves(),
+            cache_dir: options.cache_config().dir,
+        }
+    } else {
+        Held::Native {
+            runc: RuncState {
+                binary: options.runc_binary(),
+                root: options.runc_root(namespace),
+                systemd_cgroup: options.systemd_cgroup,
+            },
+        }
+    };
+    let shim_pid = std::process::id();
+    HostRecord {
+        id: container.id().to_string(),
+        shim_pid,
+        shim_started: process_started(shim_pid).unwrap_or_default(),
+        held,
+    }
 }
 
 #[cfg(test)]
@@ -261,7 +291,7 @@ mod tests {
         let decided = decide(&spec_with(&["a", "b"], false), Some(layer()), missing);
         assert!(matches!(
             decided,
-            Ok(Decision::Wasm(GuestOrigin::Artifact(_)))
+            Ok(Decision::Wasm(ref origin)) if matches!(**origin, GuestOrigin::Artifact(_))
         ));
     }
 

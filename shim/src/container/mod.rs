@@ -11,6 +11,7 @@
 pub mod console;
 pub mod execs;
 pub mod factory;
+pub mod host_record;
 pub mod native;
 pub mod process;
 pub mod runc;

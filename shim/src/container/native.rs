@@ -56,6 +56,7 @@ impl NativeContainer {
             stdio,
             terminal,
             console: Mutex::new(console),
+            killing: tokio::sync::Mutex::new(()),
             mounted_rootfs: Mutex::new(mounted_rootfs),
         })));
         init.watch_exit(pid);
@@ -109,6 +110,7 @@ impl Container for NativeContainer {
             stdio: request.stdio,
             terminal: request.terminal,
             console: Mutex::new(None),
+            killing: tokio::sync::Mutex::new(()),
             mounted_rootfs: Mutex::new(None),
         })));
         self.execs
@@ -154,14 +156,24 @@ impl Container for NativeContainer {
         })
     }
 
+    /// The container's processes; once they are gone (the container stopped, not yet deleted),
+    /// its init's pid, so that a restarted containerd does not take the task for a leaked shim
+    /// and lose its exit status (see the Wasm container's `pids`).
     async fn pids(&self) -> Result<Vec<u32>, ShimError> {
-        Ok(self
-            .runc
-            .pids()
-            .await?
-            .into_iter()
-            .map(|p| p as u32)
-            .collect())
+        let running = match self.runc.pids().await {
+            Ok(pids) => pids.into_iter().map(|p| p as u32).collect(),
+            Err(err) if matches!(self.init.phase(), Phase::Stopped(_)) => {
+                tracing::debug!(%err, "runc ps of a stopped container");
+                Vec::new()
+            }
+            Err(err) => return Err(err),
+        };
+        let init = self.init.info().pid;
+        Ok(if running.is_empty() && init != 0 {
+            vec![init]
+        } else {
+            running
+        })
     }
 }
 
@@ -185,6 +197,11 @@ struct Inner {
     console: Mutex<Option<Console>>,
     /// The init's rootfs, when the shim mounted it.
     mounted_rootfs: Mutex<Option<PathBuf>>,
+    /// Held while a Kill is being answered; the exit is recorded only after. containerd's
+    /// CRI kills a sandbox and, on a second path, waits for its exit to delete it and close
+    /// its connection to the shim: an exit reported before the Kill's answer let that close
+    /// cut the answer off ("ttrpc: closed" at StopPodSandbox).
+    killing: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -202,6 +219,7 @@ impl RuncProcess {
         let inner = self.0.clone();
         tokio::spawn(async move {
             let code = inner.runc.wait_pid(pid).await;
+            let _kills_answered = inner.killing.lock().await;
             inner
                 .lifecycle
                 .finish(ExitStatus::new(code.clamp(0, 255) as u32, None));
@@ -267,11 +285,14 @@ impl Process for RuncProcess {
 
     async fn kill(&self, signal: Signal, all: bool) -> Result<(), ShimError> {
         let inner = &self.0;
+        let _answering = inner.killing.lock().await;
         if let Phase::Stopped(_) = self.phase() {
             return Err(ShimError::ProcessFinished(inner.name()));
         }
         if inner.exec.is_none() {
-            return inner.runc.kill(signal, all).await;
+            inner.runc.kill(signal, all).await?;
+            crate::faults::kill_answer().await;
+            return Ok(());
         }
         let pid = inner.pid.load(Ordering::Relaxed);
         if pid <= 0 {

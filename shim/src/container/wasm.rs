@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{
     Container, ContainerKind, ExecRequest, Lifecycle, Phase, Process, ProcessInfo, ResourceUse,
@@ -132,11 +133,11 @@ impl Container for WasmContainer {
         Ok(self.init.0.usage.now())
     }
 
+    /// The shim's pid until the container is deleted, whatever its phase: a restarted
+    /// containerd takes a task with no pids for a leaked shim and deletes it, which would lose
+    /// the exit of a guest that ended while containerd was down.
     async fn pids(&self) -> Result<Vec<u32>, ShimError> {
-        Ok(match self.init.phase() {
-            Phase::Running => vec![std::process::id()],
-            _ => Vec::new(),
-        })
+        Ok(vec![std::process::id()])
     }
 }
 
@@ -212,17 +213,20 @@ impl Process for WasmProcess {
             Some(tail) => tail.try_clone().await.ok(),
             None => None,
         };
-        tokio::spawn(async move {
+        // The guest's whole life, from start to its exit status, in one span.
+        let life = tracing::debug_span!("guest", container = %self.0.id);
+        let supervisor = async move {
             let running = {
                 let guest = guest.clone();
-                tokio::spawn(async move {
+                let run = async move {
                     crate::faults::guest_task(&guest.spec.env);
                     let kill = guest.kill.subscribe();
                     guest
                         .guest
                         .run(&guest.spec, &guest.stdio, opened, guest.usage.clone(), kill)
                         .await
-                })
+                };
+                tokio::spawn(run.in_current_span())
             };
             let status = match running.await {
                 Ok(status) => status,
@@ -238,8 +242,10 @@ impl Process for WasmProcess {
                 }
             };
             drop(stderr);
+            tracing::debug!(code = status.code, "the guest ended");
             guest.end(status);
-        });
+        };
+        tokio::spawn(supervisor.instrument(life));
         Ok(std::process::id())
     }
 

@@ -155,13 +155,22 @@ async fn deliver(client: &mut EventsClient, address: &str, namespace: &str, even
     );
 }
 
-fn envelope(namespace: &str, event: TaskEvent) -> Result<Envelope, String> {
+/// Why an event could not be put into containerd's envelope.
+#[derive(Debug, thiserror::Error)]
+enum EnvelopeError {
+    #[error("stamping the event: {0}")]
+    Timestamp(containerd_shim::Error),
+    #[error("encoding the event: {0}")]
+    Encode(containerd_shim::Error),
+}
+
+fn envelope(namespace: &str, event: TaskEvent) -> Result<Envelope, EnvelopeError> {
     let mut envelope = Envelope::new();
     envelope.topic = event.topic().to_string();
     envelope.namespace = namespace.to_string();
-    envelope.timestamp = Some(util::timestamp().map_err(|e| e.to_string())?).into();
+    envelope.timestamp = Some(util::timestamp().map_err(EnvelopeError::Timestamp)?).into();
     envelope.event =
-        Some(util::convert_to_any(event.into_message()).map_err(|e| e.to_string())?).into();
+        Some(util::convert_to_any(event.into_message()).map_err(EnvelopeError::Encode)?).into();
     Ok(envelope)
 }
 

@@ -106,6 +106,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id, exec = %req.exec_id))]
     async fn state(
         &self,
         _: &TtrpcContext,
@@ -119,6 +120,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id, exec = %req.exec_id))]
     async fn wait(
         &self,
         _: &TtrpcContext,
@@ -158,6 +160,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(convert::delete_response(pid, &status))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn pids(
         &self,
         _: &TtrpcContext,
@@ -167,6 +170,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(convert::pids_response(pids))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn stats(
         &self,
         _: &TtrpcContext,
@@ -180,6 +184,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn connect(
         &self,
         _: &TtrpcContext,
@@ -189,6 +194,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(convert::connect_response(init.info().pid))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(now = req.now))]
     async fn shutdown(
         &self,
         _: &TtrpcContext,
@@ -217,18 +223,21 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         self.containers.get(&req.id)?.container.pause().await?;
         self.events.send(convert::paused(&req.id));
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         self.containers.get(&req.id)?.container.resume().await?;
         self.events.send(convert::resumed(&req.id));
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn update(
         &self,
         _: &TtrpcContext,
@@ -239,6 +248,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id, exec = %req.exec_id))]
     async fn resize_pty(
         &self,
         _: &TtrpcContext,
@@ -251,6 +261,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id, exec = %req.exec_id))]
     async fn close_io(
         &self,
         _: &TtrpcContext,
@@ -261,6 +272,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %req.id))]
     async fn checkpoint(
         &self,
         _: &TtrpcContext,

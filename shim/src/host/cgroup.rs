@@ -88,6 +88,11 @@ pub fn join_pod(spec: &ContainerSpec) {
     tracing::info!(cgroups = ?*joined, "shim joined its pod's cgroup");
 }
 
+/// The leaves the shim joined (one per hierarchy), empty before the first Wasm container.
+pub fn joined_leaves() -> Vec<PathBuf> {
+    JOINED.lock().map(|j| j.clone()).unwrap_or_default()
+}
+
 /// A new cgroup v1 cpuset starts with no CPUs and no memory nodes, and takes no process until
 /// it has some: give it its parent's.
 fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {

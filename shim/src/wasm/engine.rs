@@ -1,7 +1,7 @@
 //! The one wasmtime `Engine` a shim process runs every Wasm container on, and the epoch ticker
 //! that lets Kill interrupt guests that never call into the host.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -79,15 +79,24 @@ fn new_shared_engine() -> wasmtime::Result<Engine> {
     new_engine()
 }
 
+/// Why the process-wide engine could not be made. Cloneable: the first failure is kept and
+/// returned to every later caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("creating the wasmtime engine: {0:#}")]
+    Create(Arc<wasmtime::Error>),
+    #[error("starting the epoch ticker thread: {0}")]
+    EpochTicker(Arc<std::io::Error>),
+}
+
 /// The process-wide engine, created on first use together with its epoch ticker thread.
-pub fn shared_engine() -> Result<&'static Engine, String> {
-    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+pub fn shared_engine() -> Result<&'static Engine, EngineError> {
+    static ENGINE: OnceLock<Result<Engine, EngineError>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let engine =
-                new_shared_engine().map_err(|e| format!("creating the wasmtime engine: {e:#}"))?;
+            let engine = new_shared_engine().map_err(|e| EngineError::Create(Arc::new(e)))?;
             spawn_epoch_ticker(engine.clone())
-                .map_err(|e| format!("starting the epoch ticker thread: {e}"))?;
+                .map_err(|e| EngineError::EpochTicker(Arc::new(e)))?;
             Ok(engine)
         })
         .as_ref()

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use wasmtime_wasi::I32Exit;
 
 use crate::signal::Signal;
-use crate::wasm::limits::MemoryLimitExceeded;
+use crate::wasm::limits::{HANDLES_FULL, MAX_GUEST_HANDLES, MemoryLimitExceeded};
 
 /// Exit code of a guest that trapped.
 pub const TRAP_EXIT_CODE: u32 = 134;
@@ -91,6 +91,12 @@ pub fn trap_message(err: &wasmtime::Error) -> String {
         }
         None => err.root_cause().to_string(),
     };
+    if what == HANDLES_FULL {
+        return format!(
+            "guest trapped: it held {MAX_GUEST_HANDLES} handles at once (open files, sockets, \
+             streams), Spore's limit per instance"
+        );
+    }
     let mut message = format!("guest trapped: {what}");
     if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
         let frames: Vec<String> = backtrace

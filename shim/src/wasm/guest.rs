@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, InstancePre, Store};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -186,7 +185,7 @@ impl WasmGuest {
                 let mut builder = builder;
                 let state = ComponentState {
                     ctx: builder.build(),
-                    table: ResourceTable::new(),
+                    table: crate::wasm::limits::handle_table(),
                     limits,
                     names: self.names.clone(),
                 };
@@ -197,10 +196,11 @@ impl WasmGuest {
             }
             Prepared::Preview1(pre) => {
                 let mut builder = builder;
-                let state = ModuleState {
-                    ctx: builder.build_p1(),
-                    limits,
-                };
+                let mut ctx = builder.build_p1();
+                wasmtime_wasi::WasiView::ctx(&mut ctx)
+                    .table
+                    .set_max_capacity(crate::wasm::limits::MAX_GUEST_HANDLES);
+                let state = ModuleState { ctx, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
                 store.epoch_deadline_async_yield_and_update(1);

@@ -18,6 +18,21 @@ use wasmtime::ResourceLimiter;
 /// A guest may not grow a table past this many elements (no OCI field maps onto tables).
 const MAX_TABLE_ELEMENTS: usize = 10_000_000;
 
+/// Host handles (open files, sockets, streams, pollables) one instance may hold at once. Each
+/// open file is a descriptor of the shim, which serves the whole pod: without a cap, one guest
+/// could take every descriptor the shim may open (wasmtime's default is 1,000,000).
+pub const MAX_GUEST_HANDLES: usize = 4096;
+
+/// What wasmtime says when an instance's handle table is full.
+pub const HANDLES_FULL: &str = "resource table has no free keys";
+
+/// A new store's handle table, capped at [`MAX_GUEST_HANDLES`].
+pub fn handle_table() -> wasmtime::component::ResourceTable {
+    let mut table = wasmtime::component::ResourceTable::new();
+    table.set_max_capacity(MAX_GUEST_HANDLES);
+    table
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error(
     "memory limit exceeded: the container's memory limit is {limit} bytes and the guest asked for {requested} bytes of linear memory"

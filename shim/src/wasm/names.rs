@@ -49,7 +49,7 @@ impl HostsFile {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let mut found: Vec<IpAddr> = Vec::new();
         for (ip, names) in &self.0 {
-            if names.iter().any(|n| *n == name) && !found.contains(ip) {
+            if names.contains(&name) && !found.contains(ip) {
                 found.push(*ip);
             }
         }

@@ -113,8 +113,15 @@ impl GuestSource {
         container_id: &str,
         spec: &ContainerSpec,
     ) -> Result<Option<ArtifactImage>, ShimError> {
-        let Some(store) = self.store().await? else {
-            return Ok(None);
+        let store = match self.store().await {
+            Ok(Some(store)) => store,
+            Ok(None) => return Ok(None),
+            // Without containerd's API the image cannot be told; the rootfs is what is left (a
+            // container without one then fails naming its missing entrypoint).
+            Err(err) => {
+                tracing::warn!(%err, container_id, "cannot reach containerd's content store; looking in the rootfs only");
+                return Ok(None);
+            }
         };
         let annotated = content::image_name(&spec.annotations).ok();
         let recorded = match store.container_image(container_id).await {
@@ -147,7 +154,7 @@ impl GuestSource {
                         layer.image = shown.to_string();
                     }
                     return Ok(Some(ArtifactImage {
-                        layer,
+                        layer: *layer,
                         args_name_program,
                     }));
                 }

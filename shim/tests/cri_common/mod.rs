@@ -53,13 +53,22 @@ pub struct CriFixture {
 
 impl CriFixture {
     pub async fn start(version: ContainerdVersion, with_busybox: bool) -> CriFixture {
+        Self::start_with(version, with_busybox, |options| options).await
+    }
+
+    /// [`CriFixture::start`] with containerd's options changed by `adjust`.
+    pub async fn start_with(
+        version: ContainerdVersion,
+        with_busybox: bool,
+        adjust: impl FnOnce(ContainerdOptions) -> ContainerdOptions,
+    ) -> CriFixture {
         let registry = Registry::start().expect("registry starts");
-        let containerd = Containerd::start(
+        let containerd = Containerd::start(adjust(
             ContainerdOptions::default()
                 .version(version)
                 .spore_shim_from_target()
                 .plain_http_registry(registry.host()),
-        )
+        ))
         .expect("containerd starts");
         let wasm = wasm_guests_image()
             .build()
@@ -125,6 +134,25 @@ impl CriFixture {
             ),
         }
     }
+}
+
+/// A component that exports `wasi:cli/run` and imports `imports` (interfaces Spore does not
+/// host), each as an instance with one resource.
+pub fn importing_component(imports: &[String]) -> Vec<u8> {
+    let imports: String = imports
+        .iter()
+        .map(|i| format!(r#"(import "{i}" (instance (export "thing" (type (sub resource)))))"#))
+        .collect();
+    let wat = format!(
+        r#"(component
+            {imports}
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $r (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $r)))"#
+    );
+    wat::parse_str(wat).expect("wat")
 }
 
 /// The last `n` lines of `text`.

@@ -169,7 +169,7 @@ pub fn config_names_a_command(config: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageKind {
     /// An OCI Wasm artifact: the shim reads its layer from the content store.
-    WasmArtifact(WasmLayer),
+    WasmArtifact(Box<WasmLayer>),
     /// An ordinary image: its layers are unpacked into the container's rootfs, where the
     /// entrypoint names the `.wasm`.
     Plain,
@@ -198,14 +198,14 @@ pub fn classify(
         // A container image whose layers are all unpacked into a rootfs.
         [] if PLAIN_CONFIG_MEDIA_TYPES.contains(&config_type) => Ok(ImageKind::Plain),
         // An OCI Wasm artifact, or a container image whose layer is Wasm (runwasi's layout).
-        [layer] => Ok(ImageKind::WasmArtifact(WasmLayer {
+        [layer] => Ok(ImageKind::WasmArtifact(Box::new(WasmLayer {
             image: image.to_string(),
             manifest_digest: manifest_digest.to_string(),
             digest: layer.digest.clone(),
             media_type: layer.media_type.clone(),
             size: u64::try_from(layer.size).unwrap_or(0),
             config: manifest.config.clone(),
-        })),
+        }))),
         [] if config_type == MEDIA_TYPE_WASM_CONFIG => Err(ContentError::NoWasmLayer {
             image: image.to_string(),
             layer_media_types: layer_types(),

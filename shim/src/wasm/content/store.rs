@@ -194,7 +194,7 @@ impl ContentStore {
     /// The Wasm layer of the artifact `image`; a plain image is an error here.
     pub async fn wasm_layer(&self, image: &str) -> Result<WasmLayer, ContentError> {
         match self.image_kind(image).await? {
-            ImageKind::WasmArtifact(layer) => Ok(layer),
+            ImageKind::WasmArtifact(layer) => Ok(*layer),
             ImageKind::Plain => Err(ContentError::NotAnArtifact {
                 image: image.to_string(),
             }),

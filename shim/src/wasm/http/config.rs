@@ -14,12 +14,21 @@ pub const MAX_BODY_ENV: &str = "SPORE_HTTP_MAX_BODY_BYTES";
 pub const MAX_HEADER_ENV: &str = "SPORE_HTTP_MAX_HEADER_BYTES";
 /// Milliseconds in-flight requests may take to finish after SIGTERM.
 pub const GRACE_PERIOD_ENV: &str = "SPORE_HTTP_GRACE_PERIOD_MS";
+/// Open connections the container serves at once; more are answered 503 and closed.
+pub const MAX_CONNECTIONS_ENV: &str = "SPORE_HTTP_MAX_CONNECTIONS";
+/// Requests the container runs at once (its share of the pod's instance pool); more are
+/// answered 503 with `Retry-After`.
+pub const MAX_REQUESTS_ENV: &str = "SPORE_HTTP_MAX_REQUESTS_IN_FLIGHT";
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Half the shim's instance pool ([`crate::wasm::engine::POOL_INSTANCES`]): one busy container
+/// cannot take the slots its neighbours in the pod need.
+pub const DEFAULT_MAX_REQUESTS: usize = crate::wasm::engine::POOL_INSTANCES as usize / 2;
 /// hyper's HTTP/1 reader cannot work with a smaller buffer than this.
 pub const MIN_MAX_HEADER_BYTES: usize = 8192;
 
@@ -30,6 +39,8 @@ pub struct HttpConfig {
     pub max_body_bytes: u64,
     pub max_header_bytes: usize,
     pub grace_period: Duration,
+    pub max_connections: usize,
+    pub max_requests: usize,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +51,8 @@ impl Default for HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             grace_period: DEFAULT_GRACE_PERIOD,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }
@@ -111,8 +124,31 @@ impl HttpConfig {
             let ms: u64 = parse(GRACE_PERIOD_ENV, &value, "number of milliseconds")?;
             config.grace_period = Duration::from_millis(ms);
         }
+        if let Some(value) = lookup(MAX_CONNECTIONS_ENV) {
+            config.max_connections =
+                at_least_one(MAX_CONNECTIONS_ENV, value, "number of connections")?;
+        }
+        if let Some(value) = lookup(MAX_REQUESTS_ENV) {
+            config.max_requests = at_least_one(MAX_REQUESTS_ENV, value, "number of requests")?;
+        }
         Ok(config)
     }
+}
+
+fn at_least_one(
+    name: &'static str,
+    value: String,
+    what: &'static str,
+) -> Result<usize, HttpConfigError> {
+    let n: usize = parse(name, &value, what)?;
+    if n == 0 {
+        return Err(HttpConfigError::OutOfRange {
+            name,
+            value,
+            why: "at least 1 is needed to serve anything",
+        });
+    }
+    Ok(n)
 }
 
 fn parse<T: std::str::FromStr>(
@@ -155,6 +191,8 @@ mod tests {
             ("SPORE_HTTP_MAX_BODY_BYTES", "1024"),
             ("SPORE_HTTP_MAX_HEADER_BYTES", "16384"),
             ("SPORE_HTTP_GRACE_PERIOD_MS", "0"),
+            ("SPORE_HTTP_MAX_CONNECTIONS", "64"),
+            ("SPORE_HTTP_MAX_REQUESTS_IN_FLIGHT", "8"),
         ]))
         .expect("valid");
         assert_eq!(
@@ -165,8 +203,18 @@ mod tests {
                 max_body_bytes: 1024,
                 max_header_bytes: 16384,
                 grace_period: Duration::ZERO,
+                max_connections: 64,
+                max_requests: 8,
             }
         );
+    }
+
+    #[test]
+    fn caps_of_zero_are_refused_by_name() {
+        for name in [MAX_CONNECTIONS_ENV, MAX_REQUESTS_ENV] {
+            let err = HttpConfig::from_env(&env(&[(name, "0")])).expect_err("zero");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `InstancePre`, as `wasmtime serve` does. See `docs/http.md` for the design and the numbers.
 //!
 //! - [`config`]: the container env variables that tune it (port, timeout, sizes, grace period);
-//! - [`server`]: listening, connections, and the container's end on Kill;
+//! - [`server`]: listening, connections, and the container's end on Kill; [`overload`]: the
+//!   connection cap (requests in flight are capped in [`request`]);
 //! - [`request`]: one request's store, instance, deadline and response;
 //! - [`state`]: the store data and the linker; [`output`]: the container's shared stdout/stderr;
 //!   [`body`]: the request body size limit.
@@ -11,6 +12,7 @@
 pub mod body;
 pub mod config;
 pub mod output;
+pub mod overload;
 pub mod request;
 pub mod server;
 pub mod state;

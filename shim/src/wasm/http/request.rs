@@ -14,10 +14,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -35,8 +34,8 @@ use crate::wasm::limits::{GuestLimits, MemoryBusy, MemoryLimitExceeded};
 use crate::wasm::names::ContainerNames;
 
 /// `Retry-After` (seconds) of a request answered 503 because the requests in flight hold the
-/// container's memory.
-const MEMORY_BUSY_RETRY_AFTER: &str = "1";
+/// container's memory or all its instance slots.
+const BUSY_RETRY_AFTER: &str = "1";
 
 /// Serves the requests of one container; shared by all its connections.
 pub struct RequestHandler {
@@ -49,6 +48,8 @@ pub struct RequestHandler {
     names: Arc<ContainerNames>,
     /// Raised when the container ends: running guests stop at their next epoch tick.
     stop: watch::Sender<bool>,
+    /// The container's share of the instance pool: one permit per request in flight.
+    in_flight: Arc<Semaphore>,
 }
 
 /// How a request's guest task ended.
@@ -71,13 +72,14 @@ impl RequestHandler {
     ) -> Self {
         RequestHandler {
             pre,
-            config,
             spec,
             stdout,
             stderr,
             usage,
             names,
             stop: watch::channel(false).0,
+            in_flight: Arc::new(Semaphore::new(config.max_requests)),
+            config,
         }
     }
 
@@ -100,10 +102,14 @@ impl RequestHandler {
         if declared_length(request.headers()).is_some_and(|len| len > limit) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE);
         }
+        // Beyond its share of the pool, the container answers at once rather than queueing.
+        let Ok(slot) = self.in_flight.clone().try_acquire_owned() else {
+            return busy();
+        };
         let exceeded = Arc::new(AtomicBool::new(false));
         let what = format!("{} {}", request.method(), request.uri().path());
         let request = request.map(|body| LimitedBody::new(body, limit, exceeded.clone()));
-        let response = self.run_guest(request, &what).await;
+        let response = self.run_guest(request, &what, slot).await;
         if exceeded.load(Ordering::Relaxed) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE);
         }
@@ -114,6 +120,7 @@ impl RequestHandler {
         &self,
         request: Request<LimitedBody<Incoming>>,
         what: &str,
+        slot: OwnedSemaphorePermit,
     ) -> Response<HyperOutgoingBody> {
         let (sender, receiver) = oneshot::channel();
         let prepared = self.new_store().and_then(|mut store| {
@@ -145,6 +152,8 @@ impl RequestHandler {
         // Its own task, so that the guest can go on writing the response body after the head
         // is sent; the deadline covers the whole of it.
         let task = tokio::spawn(async move {
+            // The slot is the guest's until its task ends, body included.
+            let _slot = slot;
             tokio::select! {
                 ended = tokio::time::timeout_at(deadline, guest) => match ended {
                     Ok(Ok(())) => GuestEnd::Returned,
@@ -171,12 +180,7 @@ impl RequestHandler {
                 }
                 Ok(GuestEnd::Trapped(err)) if err.downcast_ref::<MemoryBusy>().is_some() => {
                     // The request fits the limit, not beside the others in flight: try again.
-                    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE);
-                    response.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        header::HeaderValue::from_static(MEMORY_BUSY_RETRY_AFTER),
-                    );
-                    response
+                    busy()
                 }
                 Ok(GuestEnd::Trapped(err)) => {
                     let reason = match err.downcast_ref::<MemoryLimitExceeded>() {
@@ -218,7 +222,7 @@ impl RequestHandler {
         let state = HttpState {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: crate::wasm::limits::handle_table(),
             limits: GuestLimits::new(self.usage.memory.clone()),
             names: self.names.clone(),
         };
@@ -236,6 +240,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// About the size of the request head on the wire: the request line and every header line.
+/// 503 with `Retry-After`: the container is busy; the same request can succeed soon.
+fn busy() -> Response<HyperOutgoingBody> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(BUSY_RETRY_AFTER),
+    );
+    response
+}
+
 fn head_size<B>(request: &Request<B>) -> usize {
     let line = request.method().as_str().len()
         + request

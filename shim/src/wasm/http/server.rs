@@ -19,6 +19,7 @@ use crate::spec::ContainerSpec;
 use crate::wasm::exit::ExitStatus;
 use crate::wasm::http::config::HttpConfig;
 use crate::wasm::http::output::{OutputWriter, SharedOutput};
+use crate::wasm::http::overload::{self, Admission, ConnectionGate};
 use crate::wasm::http::request::RequestHandler;
 use crate::wasm::http::state::HttpState;
 use crate::wasm::names::ContainerNames;
@@ -77,7 +78,7 @@ impl HttpGuest {
                 ));
                 accept_until_killed(listener, handler, &self.config, &mut kill).await
             }
-            Err(message) => ExitStatus::new(1, Some(message)),
+            Err(err) => ExitStatus::new(1, Some(err.to_string())),
         };
         if let Some(message) = &status.message
             && status.code != SIGKILL.exit_code()
@@ -90,7 +91,15 @@ impl HttpGuest {
     }
 }
 
-fn listen(port: u16) -> Result<TcpListener, String> {
+/// The server's port could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+struct ListenError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+fn listen(port: u16) -> Result<TcpListener, ListenError> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     let bind = || -> std::io::Result<TcpListener> {
         let socket = TcpSocket::new_v4()?;
@@ -99,7 +108,7 @@ fn listen(port: u16) -> Result<TcpListener, String> {
         socket.bind(addr)?;
         socket.listen(LISTEN_BACKLOG)
     };
-    bind().map_err(|e| format!("cannot listen on {addr}: {e}"))
+    bind().map_err(|source| ListenError { addr, source })
 }
 
 async fn accept_until_killed(
@@ -110,12 +119,22 @@ async fn accept_until_killed(
 ) -> ExitStatus {
     let (draining, drain) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let gate = ConnectionGate::new(config.max_connections);
     let signal = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, handler.clone(), drain.clone()));
-                }
+                Ok((stream, _)) => match gate.admit().await {
+                    Admission::Serve(place) => {
+                        let (handler, drain) = (handler.clone(), drain.clone());
+                        connections.spawn(async move {
+                            serve_connection(stream, handler, drain).await;
+                            drop(place);
+                        });
+                    }
+                    Admission::Refuse(slot) => {
+                        connections.spawn(overload::refuse(stream, slot));
+                    }
+                },
                 Err(err) => {
                     // Out of file descriptors and the like: wait rather than spin.
                     tracing::warn!(%err, "accepting an HTTP connection failed");
