@@ -12,7 +12,7 @@ mod cri_common;
 use std::time::{Duration, Instant};
 
 use cri_common::{
-    CriFixture, PodTrace, fd_count, remains_of, spore_shims, thread_count, wait_running,
+    CriFixture, PodTrace, fd_count, remains_of, rss_kib, shim_of, thread_count, wait_running,
     wait_until_nothing_remains,
 };
 use spore_e2e::{ContainerSpec, ContainerdVersion};
@@ -24,16 +24,6 @@ fn cycles() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(120)
-}
-
-/// Resident memory of a process, in KiB (`VmRSS`).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,12 +46,7 @@ async fn churn_leaks_nothing_and_the_shims_memory_stays_flat() {
     let keeper = ContainerSpec::new("keeper", &f.wasm).command(["/sleeper.wasm"]);
     let keeper = f.cri.run_container(&pod, &keeper).await.expect("keeper");
     wait_running(&mut f.cri, &keeper.id, WAIT).await;
-    let shim = spore_shims(&f.containerd)
-        .into_iter()
-        .find(|(_, cmdline)| cmdline.contains(&pod.id))
-        .map(|(pid, _)| pid as u32)
-        .expect("the pod's shim");
-
+    let shim = shim_of(&f.containerd, &pod.id);
     // What of the long-lived pod the global checks see: its shim, sandbox, keeper, netns, cgroup.
     let long_lived = PodTrace::of(&mut f.cri, &pod).await;
     let mut ours: Vec<String> = long_lived.ids();

@@ -9,8 +9,9 @@ mod cri_common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use cri_common::{CriFixture, PodTrace, container_state, guest, wait_until_nothing_remains};
-use spore_e2e::image::ImageBuilder;
+use cri_common::{
+    CriFixture, PodTrace, container_state, http_image, push_and_pull, wait_until_nothing_remains,
+};
 use spore_e2e::{Container, ContainerSpec, ContainerdVersion, CriClient, Pod};
 
 const PODS: usize = 20;
@@ -71,16 +72,7 @@ async fn http_addr(cri: &mut CriClient, pod: &Pod) -> SocketAddr {
 async fn twenty_pods_outlive_a_containerd_restart() {
     let mut f = CriFixture::start(ContainerdVersion::V2, true).await;
     let busybox = f.busybox().to_owned();
-    let image = ImageBuilder::new()
-        .file("/hello-http.wasm", guest("hello-http"))
-        .file("/sleeper.wasm", guest("sleeper"))
-        .entrypoint(["/hello-http.wasm"])
-        .build()
-        .expect("image")
-        .push_http(&f.registry.host(), "spore/restart", "1")
-        .expect("push");
-    f.cri.pull_image(&image).await.expect("pull");
-
+    let image = push_and_pull(&mut f, http_image(&["sleeper"]), "spore/restart").await;
     let mut pods = Vec::new();
     for i in 0..PODS {
         let kind = [Kind::Command, Kind::Http, Kind::Mixed][i % 3];

@@ -7,12 +7,14 @@
 
 mod cri_common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cri_common::{CriFixture, fd_count, guest, spore_shims, wait_running};
-use spore_e2e::image::ImageBuilder;
+use cri_common::{
+    CriFixture, fd_count, http_addr, http_image, push_and_pull, rss_kib, shim_of,
+    termination_message, wait_running,
+};
 use spore_e2e::{ContainerSpec, ContainerdVersion, cgroup};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -32,15 +34,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     };
     // After the name: state is 0, utime 11, stime 12.
     field(11) + field(12)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Limits the pod's cgroup to `millicores` of CPU, as the kubelet does from the containers'
@@ -64,15 +57,6 @@ fn limit_pod_cpu(parent: &str, millicores: u64) {
     assert!(applied, "no CPU controller for {parent}");
 }
 
-/// What the kubelet would show as the container's termination message.
-fn termination_message(container: &spore_e2e::Container) -> String {
-    container
-        .termination_log
-        .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .unwrap_or_default()
-}
-
 async fn answers(addr: SocketAddr) -> Option<(u16, Duration)> {
     let asked = Instant::now();
     let response = tokio::task::spawn_blocking(move || {
@@ -87,38 +71,19 @@ async fn answers(addr: SocketAddr) -> Option<(u16, Duration)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_guests_end_contained_and_the_neighbour_keeps_serving() {
     let mut f = CriFixture::start(ContainerdVersion::V2, false).await;
-    let mut image = ImageBuilder::new();
-    for name in ["hello-http", "spin", "overflow", "handles", "flood"] {
-        image = image.file(&format!("/{name}.wasm"), guest(name));
-    }
-    let image = image
-        .entrypoint(["/hello-http.wasm"])
-        .build()
-        .expect("image")
-        .push_http(&f.registry.host(), "spore/hostile", "1")
-        .expect("push");
-    f.cri.pull_image(&image).await.expect("pull");
+    let image = http_image(&["spin", "overflow", "handles", "flood"]);
+    let image = push_and_pull(&mut f, image, "spore/hostile").await;
     let pod = f.run_spore_pod("hostile").await;
     let neighbour = ContainerSpec::new("web", &image).memory_limit(64 << 20);
     let neighbour = f.cri.run_container(&pod, &neighbour).await.expect("web");
     wait_running(&mut f.cri, &neighbour.id, WAIT).await;
-    let ip = f
-        .cri
-        .pod_ip(&pod.id)
-        .await
-        .expect("status")
-        .expect("pod IP");
-    let addr = SocketAddr::new(IpAddr::V4(ip), 8080);
+    let addr = http_addr(&mut f.cri, &pod, WAIT).await;
     let ready = Instant::now();
     while answers(addr).await.map(|(s, _)| s) != Some(200) {
         assert!(ready.elapsed() < WAIT, "the neighbour does not answer");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let shim = spore_shims(&f.containerd)
-        .into_iter()
-        .find(|(_, cmdline)| cmdline.contains(&pod.id))
-        .map(|(pid, _)| pid as u32)
-        .expect("the pod's shim");
+    let shim = shim_of(&f.containerd, &pod.id);
     let fds_before = fd_count(shim);
     let rss_before = rss_kib(shim);
 

@@ -6,12 +6,11 @@
 
 mod cri_common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cri_common::{CriFixture, guest, wait_running};
+use cri_common::{CriFixture, http_addr, http_image, push_and_pull, wait_running};
 use spore_e2e::ContainerSpec;
-use spore_e2e::image::ImageBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECTIONS: usize = 10_000;
@@ -66,15 +65,7 @@ async fn one_connection(addr: SocketAddr) -> Answer {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_connections_meet_the_caps_and_the_pod_stays_responsive() {
     let mut f = CriFixture::start(spore_e2e::ContainerdVersion::V2, false).await;
-    let image = ImageBuilder::new()
-        .file("/hello-http.wasm", guest("hello-http"))
-        .file("/sleeper.wasm", guest("sleeper"))
-        .entrypoint(["/hello-http.wasm"])
-        .build()
-        .expect("image")
-        .push_http(&f.registry.host(), "spore/flood", "1")
-        .expect("push");
-    f.cri.pull_image(&image).await.expect("pull");
+    let image = push_and_pull(&mut f, http_image(&["sleeper"]), "spore/flood").await;
     let pod = f.run_spore_pod("flood").await;
     let web = ContainerSpec::new("web", &image)
         .env("SPORE_HTTP_MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string())
@@ -91,18 +82,7 @@ async fn ten_thousand_connections_meet_the_caps_and_the_pod_stays_responsive() {
         .await
         .expect("neighbour");
     wait_running(&mut f.cri, &neighbour.id, READY).await;
-    let ip = f
-        .cri
-        .pod_ip(&pod.id)
-        .await
-        .expect("status")
-        .expect("pod IP");
-    let addr = SocketAddr::new(IpAddr::V4(ip), 8080);
-    let deadline = Instant::now() + READY;
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let addr = http_addr(&mut f.cri, &pod, READY).await;
 
     // The flood, and containerd asking the shim about the pod all along.
     let started = Instant::now();

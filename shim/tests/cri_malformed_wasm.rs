@@ -8,8 +8,8 @@ mod cri_common;
 
 use std::time::Duration;
 
-use cri_common::{CriFixture, HELLO_GREETING, spore_shims, wasm_guests_image};
-use spore_e2e::{Container, ContainerSpec, ContainerdVersion};
+use cri_common::{CriFixture, HELLO_GREETING, shim_of, wasm_guests_image};
+use spore_e2e::{ContainerSpec, ContainerdVersion};
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -71,14 +71,6 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     ]
 }
 
-fn termination_message(container: &Container) -> String {
-    let path = container
-        .termination_log
-        .as_ref()
-        .expect("the kubelet's file");
-    std::fs::read_to_string(path).expect("read the termination message")
-}
-
 #[tokio::test]
 async fn every_malformed_module_is_a_clear_error_and_the_shim_survives() {
     let corpus = corpus();
@@ -94,15 +86,7 @@ async fn every_malformed_module_is_a_clear_error_and_the_shim_survives() {
         .expect("push");
     f.cri.pull_image(&image).await.expect("PullImage");
     let pod = f.run_spore_pod("corpus").await;
-    let shim_of_pod = |f: &CriFixture| -> Vec<i32> {
-        spore_shims(&f.containerd)
-            .into_iter()
-            .filter(|(_, cmdline)| cmdline.contains(&pod.id))
-            .map(|(pid, _)| pid)
-            .collect()
-    };
-    let shim = shim_of_pod(&f);
-    assert_eq!(shim.len(), 1, "{shim:?}");
+    let shim = shim_of(&f.containerd, &pod.id);
 
     for (name, _, expected) in &corpus {
         let path = format!("/corpus/{name}.wasm");
@@ -119,11 +103,15 @@ async fn every_malformed_module_is_a_clear_error_and_the_shim_survives() {
         let status = f.cri.container_status(&container.id).await.expect("status");
         assert_eq!(status.reason, "StartError", "{name}: {status:?}");
         assert!(status.message.contains(expected), "{name}: {status:?}");
-        let written = termination_message(&container);
+        let written = cri_common::termination_message(&container);
         assert!(written.contains(expected), "{name}: {written:?}");
         assert!(written.len() <= 4096, "{name}: {} bytes", written.len());
         eprintln!("{name}: {}", status.message);
-        assert_eq!(shim_of_pod(&f), shim, "the shim survived {name}");
+        assert_eq!(
+            shim_of(&f.containerd, &pod.id),
+            shim,
+            "the shim survived {name}"
+        );
         f.cri.remove_container(&container.id).await.expect("remove");
     }
 
@@ -134,6 +122,6 @@ async fn every_malformed_module_is_a_clear_error_and_the_shim_survives() {
     assert_eq!(status.exit_code, 0, "{status:?}");
     let log = std::fs::read_to_string(pod.container_log_path("hello", 0)).unwrap_or_default();
     assert!(log.contains(HELLO_GREETING), "{log}");
-    assert_eq!(shim_of_pod(&f), shim);
+    assert_eq!(shim_of(&f.containerd, &pod.id), shim);
     f.cri.teardown_pod(&pod).await.expect("teardown");
 }

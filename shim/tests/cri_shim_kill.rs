@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cri_common::{
-    CriFixture, PodTrace, container_state, runc_roots, runc_state_dirs, spore_shims, wait_running,
+    CriFixture, PodTrace, container_state, runc_roots, runc_state_dirs, shim_of, wait_running,
     wait_until_nothing_remains,
 };
 use spore_e2e::{ContainerSpec, ContainerdVersion, cgroup};
@@ -72,15 +72,10 @@ async fn a_killed_shim_leaves_nothing_and_the_pod_comes_back(version: Containerd
     assert!(!shim_leaves(&parent).is_empty(), "the shim joined its pod");
     let roots = runc_roots(&f.containerd);
     assert!(!runc_state_dirs(&roots, &trace.ids()).is_empty());
-    let shims: Vec<i32> = spore_shims(&f.containerd)
-        .into_iter()
-        .filter(|(_, cmdline)| cmdline.contains(&pod.id))
-        .map(|(pid, _)| pid)
-        .collect();
-    assert_eq!(shims.len(), 1, "one shim serves the pod: {shims:?}");
+    let shim = shim_of(&f.containerd, &pod.id);
 
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(shims[0]),
+        nix::unistd::Pid::from_raw(shim as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9 the shim");

@@ -9,17 +9,9 @@ use std::time::Duration;
 
 use cri_common::{CriFixture, guest};
 use spore_e2e::image::ImageBuilder;
-use spore_e2e::{Container, ContainerSpec, ContainerdVersion};
+use spore_e2e::{ContainerSpec, ContainerdVersion};
 
 const EXIT: Duration = Duration::from_secs(30);
-
-fn message(container: &Container) -> String {
-    let path = container
-        .termination_log
-        .as_ref()
-        .expect("the kubelet's file");
-    std::fs::read_to_string(path).expect("read the termination message")
-}
 
 #[tokio::test]
 async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none() {
@@ -93,7 +85,7 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
             .await
             .expect("exit");
         assert_eq!(status.exit_code, code, "{name}: {status:?}");
-        let written = message(&container);
+        let written = cri_common::termination_message(&container);
         if name == "trap" {
             // The guest keeps its name section: the frames name its functions.
             assert!(written.contains("at trap::main"), "{written}");
@@ -114,7 +106,10 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
     f.cri.stop_container(&sleeper.id, 10).await.expect("stop");
     let status = f.cri.wait_for_exit(&sleeper.id, EXIT).await.expect("exit");
     assert_eq!(status.exit_code, 143);
-    assert_eq!(message(&sleeper), "killed by signal 15");
+    assert_eq!(
+        cri_common::termination_message(&sleeper),
+        "killed by signal 15"
+    );
 
     // Failures at Start (where CRI creates the task): the status message and the file agree.
     let failures = [
@@ -141,9 +136,9 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
         let status = f.cri.container_status(&container.id).await.expect("status");
         assert!(status.message.contains(expected), "{name}: {status:?}");
         assert!(
-            message(&container).starts_with(expected),
+            cri_common::termination_message(&container).starts_with(expected),
             "{name}: {:?}",
-            message(&container)
+            cri_common::termination_message(&container)
         );
     }
 
@@ -154,7 +149,7 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
         .start_container(&many.id)
         .await
         .expect_err("it cannot start");
-    let written = message(&many);
+    let written = cri_common::termination_message(&many);
     assert!(written.len() <= 4096, "{} bytes", written.len());
     assert!(
         written.contains("acme:thing0/api@1.0.0, acme:thing1/api@1.0.0"),

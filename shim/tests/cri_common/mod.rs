@@ -155,6 +155,69 @@ pub fn importing_component(imports: &[String]) -> Vec<u8> {
     wat::parse_str(wat).expect("wat")
 }
 
+/// An image whose entrypoint is `/hello-http.wasm`, with the guests `others` at `/NAME.wasm`.
+pub fn http_image(others: &[&str]) -> ImageBuilder {
+    let mut builder = ImageBuilder::new().file("/hello-http.wasm", guest("hello-http"));
+    for name in others {
+        builder = builder.file(&format!("/{name}.wasm"), guest(name));
+    }
+    builder.entrypoint(["/hello-http.wasm"])
+}
+
+/// Builds `image`, pushes it to the fixture's registry as `repo:1` and pulls it through CRI.
+pub async fn push_and_pull(f: &mut CriFixture, image: ImageBuilder, repo: &str) -> String {
+    let reference = image
+        .build()
+        .expect("image builds")
+        .push_http(&f.registry.host(), repo, "1")
+        .expect("push");
+    f.cri.pull_image(&reference).await.expect("PullImage");
+    reference
+}
+
+/// The address of the pod's HTTP server (pod IP, port 8080) once it accepts connections.
+pub async fn http_addr(cri: &mut CriClient, pod: &Pod, limit: Duration) -> std::net::SocketAddr {
+    let ip = cri.pod_ip(&pod.id).await.expect("status").expect("pod IP");
+    let addr = std::net::SocketAddr::new(std::net::IpAddr::V4(ip), 8080);
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    addr
+}
+
+/// The pid of the one shim serving pod `pod_id`.
+pub fn shim_of(containerd: &Containerd, pod_id: &str) -> u32 {
+    let pids: Vec<u32> = spore_shims(containerd)
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains(pod_id))
+        .map(|(pid, _)| pid as u32)
+        .collect();
+    assert_eq!(pids.len(), 1, "one shim serves pod {pod_id}: {pids:?}");
+    pids[0]
+}
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What the kubelet would show as the container's termination message (empty when the shim
+/// wrote none).
+pub fn termination_message(container: &spore_e2e::Container) -> String {
+    container
+        .termination_log
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default()
+}
+
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
