@@ -76,6 +76,20 @@ pub fn kill_processes(processes: &[(i32, String)]) {
     while Instant::now() < deadline && !processes.iter().all(|(pid, _)| is_gone(*pid)) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A killed shim cannot remove its socket: do it, so a failed test leaves no stale socket
+    // in /run/containerd/s.
+    for (_, cmdline) in processes {
+        if let Some(path) = socket_of(cmdline) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The socket path of a shim's command line (`-socket unix:///run/containerd/s/<hash>`).
+fn socket_of(cmdline: &str) -> Option<&str> {
+    let mut words = cmdline.split_whitespace();
+    words.find(|w| *w == "-socket")?;
+    words.next()?.strip_prefix("unix://")
 }
 
 /// Decodes the octal escapes (`\040`) of a `/proc/self/mountinfo` field.
@@ -216,6 +230,13 @@ pub fn kill_runc_containers(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shims_socket_is_read_from_its_command_line() {
+        let cmdline = "/bin/containerd-shim-spore-v1 -namespace k8s.io -id abc -address /x.sock -socket unix:///run/containerd/s/0123 -debug";
+        assert_eq!(socket_of(cmdline), Some("/run/containerd/s/0123"));
+        assert_eq!(socket_of("/bin/containerd-shim-spore-v1 -id abc"), None);
+    }
 
     #[test]
     fn mountinfo_fields_are_unescaped() {
