@@ -291,3 +291,86 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
         "events reached containerd in order before the shim went, none lost"
     );
 }
+
+/// A guest's exit is reported only once containerd's reader has taken its output: containerd
+/// cancels a reader's unfinished open at task Delete, so an exit reported while the output
+/// still sits in the FIFO could lose it on a loaded node (seen once in CI: an empty CRI log and
+/// "reading from a closed fifo"). Here the reader opens its end but reads nothing for a while:
+/// Wait must not be answered until it has read the guest's line.
+#[tokio::test]
+async fn the_exit_waits_until_the_reader_has_taken_the_output() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let events = EventServer::start().await;
+    let id = unique("drain");
+    let bundle = Bundle::wasm("hello", &[], None);
+    let stdout = bundle.path().join("stdout.fifo");
+    nix::unistd::mkfifo(&stdout, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+    // containerd's reader: open at once (non-blocking), read later.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&stdout)
+        .expect("reader");
+    let out = start(bundle.path(), &id, "", &events.address, &[]);
+    let address = answered_address(&out);
+    let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
+    let client = task_client(&socket).await;
+    let create = api::CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.path().display().to_string(),
+        stdout: stdout.display().to_string(),
+        ..Default::default()
+    };
+    client.create(ctx(), &create).await.expect("create");
+    let start_req = api::StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    client.start(ctx(), &start_req).await.expect("start");
+    let wait_req = api::WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.wait(ctx(), &wait_req).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the exit was reported while the output was still unread"
+    );
+    let mut taken = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&taken).contains('\n') && std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match reader.read(&mut buf) {
+            Ok(n) => taken.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("reading the FIFO: {e}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&taken).contains("Hello"),
+        "{:?}",
+        String::from_utf8_lossy(&taken)
+    );
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the exit is reported once the output is read")
+        .expect("waiter")
+        .expect("Wait");
+    assert_eq!(waited.exit_status, 0);
+    let delete = api::DeleteRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    client.delete(ctx(), &delete).await.expect("delete");
+    let _ = client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .await;
+}

@@ -242,6 +242,7 @@ impl Process for WasmProcess {
                 }
             };
             drop(stderr);
+            crate::host::stdio::drained(&guest.stdio, crate::host::stdio::DRAIN_LIMIT).await;
             tracing::debug!(code = status.code, "the guest ended");
             guest.end(status);
         };

@@ -101,6 +101,60 @@ impl GuestStdio {
     }
 }
 
+/// How long a container's end waits for containerd to take what is left in its output FIFOs.
+pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (at most `limit`) until containerd's reader has taken every byte written to the
+/// container's output FIFOs, before the container's exit is reported. containerd's reader
+/// opens its end in a goroutine, and task Delete cancels an open that has not returned: on a
+/// loaded node the guest could print, exit and be deleted before that goroutine ran again, and
+/// the output was dropped ("reading from a closed fifo" in containerd's log). An empty pipe
+/// means the reader has the bytes.
+pub async fn drained(paths: &StdioPaths, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    for target in [&paths.stdout, &paths.stderr] {
+        if let StdioTarget::Path(path) = target {
+            wait_drained(path, deadline).await;
+        }
+    }
+}
+
+async fn wait_drained(path: &Path, deadline: tokio::time::Instant) {
+    let is_fifo = std::fs::metadata(path)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+    if !is_fifo {
+        return;
+    }
+    // Read-write, so the open never waits and the pipe (and its count) stays while we look.
+    let Ok(pipe) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return;
+    };
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD stores the number of unread bytes of the pipe into `unread`.
+        let asked = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&pipe),
+                libc::FIONREAD,
+                &mut unread,
+            )
+        };
+        if asked != 0 || unread == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(path = %path.display(), unread, "containerd did not read the container's last output in time");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// How long the shim waits for containerd to open the reading end of an output FIFO.
 const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
