@@ -4,17 +4,22 @@
 //! A target's inputs are its seed corpus (files in the repository, `tests/corpus/<target>/`
 //! of the crate) edited by a few random truncations, byte flips, insertions, deletions and
 //! splices from other seeds, plus wholly arbitrary bytes. Each target runs a bounded number of
-//! cases (`SPORE_FUZZ_CASES`, default [`DEFAULT_CASES`]) so CI covers every target in seconds;
-//! a long run is `SPORE_FUZZ_CASES=1000000 cargo nextest run -E 'test(fuzz)'`. A failing case
-//! is shrunk and printed by proptest; nothing is written into the repository.
+//! cases (`SPORE_FUZZ_CASES`, default [`DEFAULT_CASES`]) so CI covers every target in seconds.
+//! CI's inputs are the same every run (a fixed seed, [`DEFAULT_SEED`]), so a failure there is
+//! reproducible and never depends on luck; `SPORE_FUZZ_SEED=random` (or a number) explores
+//! new inputs: `SPORE_FUZZ_SEED=random SPORE_FUZZ_CASES=1000000 cargo nextest run -E
+//! 'binary(fuzz)'`. A failing case is shrunk and printed by proptest; nothing is written into
+//! the repository.
 
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, RngSeed};
 
 /// Cases per target when `SPORE_FUZZ_CASES` is not set.
 pub const DEFAULT_CASES: u32 = 1_000;
+/// The seed of the inputs when `SPORE_FUZZ_SEED` is not set.
+pub const DEFAULT_SEED: u64 = 0x5e0e_f022;
 
 /// The proptest configuration of a fuzz target: the case count, no persisted failures.
 pub fn config() -> Config {
@@ -22,9 +27,18 @@ pub fn config() -> Config {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_CASES);
+    let rng_seed = match std::env::var("SPORE_FUZZ_SEED").as_deref() {
+        Ok("random") => RngSeed::Random,
+        Ok(n) => n
+            .parse()
+            .map(RngSeed::Fixed)
+            .unwrap_or(RngSeed::Fixed(DEFAULT_SEED)),
+        Err(_) => RngSeed::Fixed(DEFAULT_SEED),
+    };
     Config {
         cases,
         failure_persistence: None,
+        rng_seed,
         ..Config::default()
     }
 }

@@ -259,8 +259,13 @@ pub fn ensure_runtime(
     if doc.as_table().is_empty() {
         // Only comments (or masked template lines): toml_edit keeps them as the document's
         // trailing text, which prints after every table. Keep them first, where they were.
-        let trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
+        let mut trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
         if !trailing.is_empty() {
+            // A last comment line without its newline would swallow the first key written
+            // after it (`#version = 2`, read by containerd as no version at all).
+            if !trailing.ends_with('\n') {
+                trailing.push('\n');
+            }
             doc.decor_mut().set_prefix(trailing);
             doc.set_trailing("");
         }
@@ -408,6 +413,16 @@ root = "/var/lib/containerd"
             out.text
                 .contains("SystemdCgroup = true   # matches the kubelet")
         );
+    }
+
+    #[test]
+    fn a_comment_without_a_newline_does_not_swallow_the_version() {
+        // Found by the fuzz target (`tests/fuzz.rs`): the file "#" became "#version = 2 ...".
+        let out = ensure_runtime("#", &entry(true), Unversioned::LikeContainerd).expect("patch");
+        assert!(out.text.starts_with("#\nversion = 2\n"), "{}", out.text);
+        let again = ensure_runtime(&out.text, &entry(true), Unversioned::LikeContainerd)
+            .expect("patch again");
+        assert!(!again.changed, "{}", again.text);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - `SPORE_FAULT=slow-kill-answer` in the shim's own environment (containerd's, which it
 //!   inherits): a native process's Kill is answered 500 ms after its signal was sent, which
 //!   makes the race between the Kill's answer and the process's exit come out the bad way.
+//! - `SPORE_FAULT=slow-exit` in the shim's own environment: the serving process lingers 500 ms
+//!   after its last Shutdown was answered, as a busy node may make it.
 
 /// The container env variable that asks for a fault.
 pub const FAULT_ENV: &str = "SPORE_FAULT";
@@ -23,6 +25,13 @@ pub fn guest_task(env: &[(String, String)]) {
 /// Delays a Kill's answer when a debug build's own environment asks for `slow-kill-answer`.
 pub async fn kill_answer() {
     if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-kill-answer") {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Delays the serving process's end when a debug build's own environment asks for `slow-exit`.
+pub async fn exit_delay() {
+    if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-exit") {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

@@ -583,3 +583,24 @@ async fn forty_sandboxes_stopped_at_once_all_answer() {
         f.cri.teardown_pod(pod).await.expect("teardown");
     }
 }
+
+/// The kubelet removes a pod's cgroup as soon as RemovePodSandbox returns, which can be before
+/// the pod's shim has exited; the shim leaves the cgroup before it answers its last Shutdown.
+/// The debug shim's `slow-exit` fault keeps it alive 500 ms after that answer, so the removal
+/// finds the shim's `spore-wasm` leaf every time unless it has left already.
+#[tokio::test]
+async fn the_pods_cgroup_can_go_as_soon_as_the_pod_is_removed() {
+    let mut f = CriFixture::start_with(ContainerdVersion::V2, false, |options| {
+        options.env(spore_shim::faults::FAULT_ENV, "slow-exit")
+    })
+    .await;
+    let pod = f.run_spore_pod("cgroup").await;
+    let hello = ContainerSpec::new("hello", &f.wasm).command(["/hello.wasm"]);
+    let hello = f.cri.run_container(&pod, &hello).await.expect("hello");
+    f.cri.wait_for_exit(&hello.id, EXIT).await.expect("exit");
+    // teardown_pod removes the pod's cgroup right after RemovePodSandbox, as the kubelet does.
+    f.cri
+        .teardown_pod(&pod)
+        .await
+        .unwrap_or_else(|e| panic!("teardown: {e}\n{}", f.log_tail()));
+}

@@ -103,6 +103,7 @@ async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> 
     signal_ready();
     tracing::info!(socket = %flags.socket, "serving");
     shutdown.requested().await;
+    crate::faults::exit_delay().await;
     // Stops accepting, waits for the requests already received to be answered, then closes.
     let _ = server.shutdown().await;
     // The last TaskExit and TaskDelete reach containerd before the shim goes.
