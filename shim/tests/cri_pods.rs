@@ -50,7 +50,7 @@ async fn a_wasm_pod_lives_and_goes(version: ContainerdVersion) {
     assert_eq!(status.reason, "Completed", "{status:?}");
     assert_eq!(status.log_path, container.log_path.to_string_lossy());
     // containerd takes `started_at` from its own clock after the shim answers Start; the shim
-    // reports a guest's exit no earlier than 20 ms after it started it, so even a guest as short
+    // reports a guest's exit no earlier than 100 ms after it started it, so even a guest as short
     // as hello never finishes "before" it started.
     assert!(
         status.started_at > 0 && status.finished_at >= status.started_at,
