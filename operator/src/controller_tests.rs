@@ -181,6 +181,24 @@ where
     (result, seen)
 }
 
+/// The first reconcile of the HTTP app whose Deployment is ready: what it returned and the
+/// status it wrote.
+async fn reconcile_ready_app() -> (Result<Action>, Value) {
+    run_with(http_app(), |mut server| async move {
+        server
+            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
+            .await;
+        server.apply_echo(SERVICE_URI, None).await;
+        server.not_found(HPA_URI).await;
+        server.pods(json!([])).await;
+        server.event().await;
+        let status = server.status().await;
+        server.done().await;
+        status
+    })
+    .await
+}
+
 #[tokio::test]
 async fn create_applies_deployment_service_then_event_and_status() {
     let (result, seen) = run_with(http_app(), |mut server| async move {
@@ -251,19 +269,7 @@ async fn create_applies_deployment_service_then_event_and_status() {
 #[tokio::test]
 async fn update_rolls_out_and_a_settled_app_is_left_alone() {
     // first pass: the deployment is ready
-    let (result, first) = run_with(http_app(), |mut server| async move {
-        server
-            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
-            .await;
-        server.apply_echo(SERVICE_URI, None).await;
-        server.not_found(HPA_URI).await;
-        server.pods(json!([])).await;
-        server.event().await;
-        let status = server.status().await;
-        server.done().await;
-        status
-    })
-    .await;
+    let (result, first) = reconcile_ready_app().await;
     assert_eq!(result.expect("reconcile"), Action::requeue(REQUEUE_READY));
     assert_eq!(condition(&first, "Ready")["status"], "True");
     let settled_status: crate::crd::WasmAppStatus =
@@ -614,19 +620,7 @@ fn crash_looping_pod() -> Value {
 #[tokio::test]
 async fn a_pods_failure_becomes_the_apps_condition_and_a_warning_event_in_one_reconcile() {
     // A settled, ready app...
-    let (_, first) = run_with(http_app(), |mut server| async move {
-        server
-            .apply_echo(DEPLOYMENT_URI, Some(ready_deployment_status()))
-            .await;
-        server.apply_echo(SERVICE_URI, None).await;
-        server.not_found(HPA_URI).await;
-        server.pods(json!([])).await;
-        server.event().await;
-        let status = server.status().await;
-        server.done().await;
-        status
-    })
-    .await;
+    let (_, first) = reconcile_ready_app().await;
     let mut settled = http_app();
     settled.status = Some(serde_json::from_value(first["status"].clone()).expect("status"));
     // ...whose pod starts crash-looping: the pod watch reconciles the app (app_of_pod), and that

@@ -11,7 +11,10 @@ use std::time::Duration;
 use containerd_shim::protos::api;
 use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::protos::ttrpc::{self, Code};
-use direct::{Bundle, EventServer, answered_address, gone, shims_serving, start, task_client};
+use direct::{
+    Bundle, EventServer, answered_address, create_and_start, gone, shims_serving, start,
+    task_client,
+};
 
 /// Runs what follows in a private mount namespace whose `/run` is an empty tmpfs: a machine
 /// where no containerd has ever run.
@@ -194,17 +197,7 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
     let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
     let pid = shims_serving(&id)[0];
     let client = task_client(&socket).await;
-    let create = api::CreateTaskRequest {
-        id: id.clone(),
-        bundle: bundle.path().display().to_string(),
-        ..Default::default()
-    };
-    client.create(ctx(), &create).await.expect("create");
-    let start_req = api::StartRequest {
-        id: id.clone(),
-        ..Default::default()
-    };
-    client.start(ctx(), &start_req).await.expect("start");
+    create_and_start(&client, &id, bundle.path(), "").await;
 
     // Waits in flight, then a burst of kills, all on the one connection.
     let mut waits = tokio::task::JoinSet::new();
@@ -317,18 +310,7 @@ async fn the_exit_waits_until_the_reader_has_taken_the_output() {
     let address = answered_address(&out);
     let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
     let client = task_client(&socket).await;
-    let create = api::CreateTaskRequest {
-        id: id.clone(),
-        bundle: bundle.path().display().to_string(),
-        stdout: stdout.display().to_string(),
-        ..Default::default()
-    };
-    client.create(ctx(), &create).await.expect("create");
-    let start_req = api::StartRequest {
-        id: id.clone(),
-        ..Default::default()
-    };
-    client.start(ctx(), &start_req).await.expect("start");
+    create_and_start(&client, &id, bundle.path(), &stdout.display().to_string()).await;
     let wait_req = api::WaitRequest {
         id: id.clone(),
         ..Default::default()

@@ -60,14 +60,8 @@ async fn load(addr: SocketAddr, path: &'static str, n: usize, connections: usize
 #[tokio::test]
 async fn an_http_app_with_a_memory_limit_serves_ten_thousand_requests_and_contends_cleanly() {
     let mut f = CriFixture::start(ContainerdVersion::V2, false).await;
-    let image = ImageBuilder::new()
-        .file("/hello-http.wasm", guest("hello-http"))
-        .entrypoint(["/hello-http.wasm"])
-        .build()
-        .expect("image")
-        .push_http(&f.registry.host(), "spore/hello-http", "mem")
-        .expect("push");
-    f.cri.pull_image(&image).await.expect("pull");
+    let image =
+        cri_common::push_and_pull(&mut f, cri_common::http_image(&[]), "spore/hello-http").await;
     let pod = f.run_spore_pod("mem").await;
     let spec = ContainerSpec::new("web", &image).memory_limit(64 * MIB);
     let web = f.cri.run_container(&pod, &spec).await.expect("run");

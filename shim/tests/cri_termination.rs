@@ -38,12 +38,8 @@ async fn every_abnormal_end_leaves_a_termination_message_and_a_normal_exit_none(
             cri_common::importing_component(&["wasi:keyvalue/store@0.2.0-draft".into()]),
         )
         .file("/many.wasm", cri_common::importing_component(&many))
-        .entrypoint(["/hello.wasm"])
-        .build()
-        .expect("image")
-        .push_http(&f.registry.host(), "spore/ends", "1")
-        .expect("push");
-    f.cri.pull_image(&image).await.expect("pull");
+        .entrypoint(["/hello.wasm"]);
+    let image = cri_common::push_and_pull(&mut f, image, "spore/ends").await;
     let pod = f.run_spore_pod("ends").await;
 
     // Ends of a running guest: the message is in the file when the container has exited.

@@ -169,6 +169,23 @@ pub async fn task_client(socket: &Path) -> TaskClient {
     TaskClient::new(client)
 }
 
+/// Create and Start of task `id` in `bundle`, with `stdout` as its stdout path ("" for none).
+pub async fn create_and_start(client: &TaskClient, id: &str, bundle: &Path, stdout: &str) {
+    let ctx = containerd_shim::protos::ttrpc::context::Context::default;
+    let create = containerd_shim::protos::api::CreateTaskRequest {
+        id: id.to_string(),
+        bundle: bundle.display().to_string(),
+        stdout: stdout.to_string(),
+        ..Default::default()
+    };
+    client.create(ctx(), &create).await.expect("create");
+    let start = containerd_shim::protos::api::StartRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    client.start(ctx(), &start).await.expect("start");
+}
+
 /// Pids of serving shim processes whose command line names `id`.
 pub fn shims_serving(id: &str) -> Vec<i32> {
     spore_e2e::cleanup::processes_naming(&format!("-id {id} "))
