@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP benchmark: examples/hello-http served by (a) Spore's HTTP server (the shim library's
+# HTTP benchmark: examples/rust/hello-http served by (a) Spore's HTTP server (the shim library's
 # server, through shim/examples/serve_component.rs, release build) and (b) `wasmtime serve` 48.0.8
 # (the same wasmtime as the shim), one after the other on this machine, loaded with `wrk` at 1
 # and 50 connections for BENCH_HTTP_SECONDS (default 10) each. Prints req/s, p50 and p99 latency

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Spore's benchmarks on a private containerd, against runc on the same containerd.
-#   hack/bench.sh start [N] [flags]   ctr run --rm: examples/hello (spore) vs busybox echo (runc), N=20
+#   hack/bench.sh start [N] [flags]   ctr run --rm: examples/rust/hello (spore) vs busybox echo (runc), N=20
 #   hack/bench.sh pod   [N] [flags]   CRI pods: start latency (N=10) and PSS per idle pod at 1/10/50
+#   hack/bench.sh languages [N]       CRI pods of the Rust, JavaScript and Python examples: size,
+#                                     cold and warm start (N=5 warm), HTTP req/s at 1 and 16 conns
 # Flags go to spore-bench (e.g. pod: --handler-a runc --handler-b runc, --pods 1,10,50,
 # --skip-latency, --skip-memory). Builds the guests, the release shim and spore-bench first;
 # containerd runs the shim from target/release. Needs root (hack/setup.sh installs the rest).
@@ -9,8 +11,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mode=${1:-}
 case "$mode" in
-  start|pod) shift ;;
-  *) echo "usage: hack/bench.sh start|pod [N] [spore-bench flags]" >&2; exit 2 ;;
+  start|pod|languages) shift ;;
+  *) echo "usage: hack/bench.sh start|pod|languages [N] [spore-bench flags]" >&2; exit 2 ;;
 esac
 cd "$root"
 export CARGO_TARGET_DIR="$root/target"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Spore's main job on a new machine: installs what it needs, builds the shim and the examples,
-# then, through a private containerd and a loopback registry, runs examples/hello with
-# `ctr run` and serves examples/hello-http as a pod through CRI (what the kubelet does).
+# then, through a private containerd and a loopback registry, runs examples/rust/hello with
+# `ctr run` and serves examples/rust/hello-http as a pod through CRI (what the kubelet does).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -22,5 +22,5 @@ if [ "${SPORE_DEMO_BUILD:-}" = workspace ]; then
 else
   cargo build -p spore-shim --bin containerd-shim-spore-v1 -p spore-e2e --bin spore-demo
 fi
-bash hack/build-guests.sh
+SPORE_GUESTS=rust bash hack/build-guests.sh
 exec "$root/target/debug/spore-demo"

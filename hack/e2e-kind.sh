@@ -79,6 +79,14 @@ body=$(k -n "$apps_ns" run http-probe --image="localhost:${reg_port}/busybox:1.3
 [ -n "$body" ] || fail "hello-http answered with an empty body"
 log "hello-http said: $body"
 
+for app in hello-http-js hello-http-python; do
+  log "$app: answers through its Service"
+  k -n "$apps_ns" wait "wa/$app" --for=condition=Ready --timeout=300s || fail "$app is not Ready"
+  body=$(k -n "$apps_ns" run "probe-$app" --image="localhost:${reg_port}/busybox:1.36" --restart=Never --rm -i --quiet \
+    --command -- wget -qO- -T 30 "http://$app.${apps_ns}.svc:8080/") || fail "$app's Service does not answer"
+  case "$body" in *"Hello, Kubernetes"*) ;; *) fail "$app answered '$body'" ;; esac
+done
+
 log "command app: runs to completion"
 completed=""
 for _ in $(seq 1 60); do

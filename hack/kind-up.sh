@@ -65,24 +65,29 @@ docker build -q -f "$root/images/node-installer.Dockerfile" -t "spore-node-insta
 kind load docker-image --name "$cluster" "spore-operator:$tag" "spore-node-installer:$tag"
 
 # 4. The example components, as Wasm artifacts, named as examples/apps/*.yaml name them
-#    (registry.example.com/spore/NAME:TAG -> localhost:PORT/spore/NAME:TAG, built from crate NAME).
-log "building the example components (wasm32-wasip2)"
-(cd "$root/examples" && cargo build --release --target wasm32-wasip2)
+#    (registry.example.com/spore/NAME:TAG -> localhost:PORT/spore/NAME:TAG): NAME-js and
+#    NAME-python are examples/js/NAME and examples/python/NAME, other names the Rust crates of
+#    examples/rust (the command example `hello-cli` is the crate `hello`).
+log "building the example components (Rust, JavaScript, Python)"
+bash "$root/hack/build-guests.sh"
 cargo build -p spore-cli --bin spore --manifest-path "$root/Cargo.toml"
 spore_cli="$root/target/debug/spore"
-wasm_dir="$root/examples/target/wasm32-wasip2/release"
+rust_dir="$root/target/wasm32-wasip2/release"
 grep -ho 'registry\.example\.com/spore/[a-z0-9._-]*:[A-Za-z0-9._-]*' "$root"/examples/apps/*.yaml | sort -u |
   while read -r ref; do
     name_tag=${ref#registry.example.com/spore/}
     name=${name_tag%%:*}
-    # A binary crate NAME builds NAME.wasm, a library crate NAME_WITH_UNDERSCORES.wasm; the
-    # command example `hello-cli` is the crate `hello`.
+    candidates=("$rust_dir/$name.wasm" "$rust_dir/${name//-/_}.wasm" "$rust_dir/${name%-cli}.wasm")
+    case "$name" in
+      *-js) candidates=("$root/target/examples/js/${name%-js}.wasm") ;;
+      *-python) candidates=("$root/target/examples/python/${name%-python}.wasm") ;;
+    esac
     wasm=""
-    for candidate in "$name" "${name//-/_}" "${name%-cli}"; do
-      if [ -f "$wasm_dir/$candidate.wasm" ]; then wasm="$wasm_dir/$candidate.wasm"; break; fi
+    for candidate in "${candidates[@]}"; do
+      if [ -f "$candidate" ]; then wasm="$candidate"; break; fi
     done
     if [ -z "$wasm" ]; then
-      log "no component for $ref: expected $wasm_dir/$name.wasm (a crate named $name in examples/)"
+      log "no component for $ref: expected one of ${candidates[*]}"
       exit 1
     fi
     log "pushing $wasm as localhost:${reg_port}/spore/$name_tag"

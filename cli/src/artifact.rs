@@ -182,6 +182,7 @@ mod tests {
             kind: WasmKind::Component,
             imports: vec!["wasi:cli/stdout@0.2.3".into()],
             exports: vec!["wasi:cli/run@0.2.3".into()],
+            fit: None,
         }
     }
 
@@ -258,6 +259,7 @@ mod tests {
             kind: WasmKind::CoreModule,
             imports: vec!["wasi_snapshot_preview1::fd_write".into()],
             exports: vec!["_start".into()],
+            fit: None,
         };
         let mut meta = metadata();
         meta.author = Some("dev@example.com".into());

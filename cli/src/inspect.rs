@@ -2,11 +2,12 @@
 //! Wasm artifact, its Wasm layer, and reports what the image holds and whether Spore runs it.
 
 use oci_client::manifest::{OciImageManifest, OciManifest};
+use sha2::Digest;
 
 use crate::error::Error;
 use crate::registry::RegistrySession;
 use crate::report::{
-    self, Content, Descriptor, IndexEntry, InspectReport, Shape, choose_index_entry,
+    self, Content, Descriptor, FileReport, IndexEntry, InspectReport, Shape, choose_index_entry,
 };
 use crate::world;
 
@@ -14,6 +15,29 @@ use crate::world;
 pub struct InspectRequest {
     pub reference: String,
     pub insecure: bool,
+}
+
+/// `spore inspect FILE`: reads a local Wasm file and says whether Spore runs it, as it would
+/// once pushed with `spore push`.
+pub fn inspect_file(path: &std::path::Path) -> Result<FileReport, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let binary = world::read_world(&bytes);
+    let verdict = report::wasm_verdict(&binary, "the file");
+    let (binary, binary_error) = match binary {
+        Ok(world) => (Some(world), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(FileReport {
+        file: path.display().to_string(),
+        size: bytes.len() as u64,
+        digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        binary,
+        binary_error,
+        verdict,
+    })
 }
 
 pub async fn inspect(request: InspectRequest) -> Result<InspectReport, Error> {

@@ -5,6 +5,7 @@
 pub mod artifact;
 pub mod auth;
 pub mod error;
+pub mod hosted_worlds;
 pub mod inspect;
 pub mod push;
 pub mod registry;

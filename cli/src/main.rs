@@ -43,9 +43,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what an image or artifact holds and whether Spore can run it.
+    /// Show what an image, an artifact or a local .wasm file holds, which of Spore's worlds it
+    /// runs in, what it imports that Spore does not provide, and whether Spore can run it.
     Inspect {
-        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST.
+        /// REGISTRY/REPOSITORY:TAG, REGISTRY/REPOSITORY@DIGEST, or the path of a local file.
         reference: String,
         /// Talk plain HTTP to the registry.
         #[arg(long)]
@@ -92,6 +93,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 println!("{}", outcome.pinned_reference());
                 match &outcome.entry {
+                    Some(_) if outcome.world.why_imports_fail().is_some() => eprintln!(
+                        "warning: pushed, but Spore cannot run it: {}",
+                        outcome.world.why_imports_fail().unwrap_or_default()
+                    ),
                     Some(entry) => {
                         eprintln!("pushed {}: Spore runs it as {entry}", outcome.world.kind)
                     }
@@ -100,6 +105,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         outcome.world.why_not_runnable()
                     ),
                 }
+            }
+        }
+        Command::Inspect {
+            reference,
+            insecure: _,
+            json,
+        } if std::path::Path::new(&reference).is_file() => {
+            let report = inspect::inspect_file(std::path::Path::new(&reference))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
             }
         }
         Command::Inspect {

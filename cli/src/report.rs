@@ -228,17 +228,7 @@ pub fn judge_wasm_artifact(
         Ok(config) => (Some(Box::new(config)), None),
         Err(e) => (None, Some(format!("the config is not a Wasm config: {e}"))),
     };
-    let verdict = match &binary {
-        Ok(world) => match world.spore_entry() {
-            Some(entry) => Verdict {
-                runs_as_wasm: true,
-                runs_as: Some(RunsAs::WasmArtifact),
-                reason: format!("Spore runs it: {entry}"),
-            },
-            None => Verdict::refused(format!("Spore cannot run it: {}", world.why_not_runnable())),
-        },
-        Err(e) => Verdict::refused(format!("Spore refuses the Wasm layer: {e}")),
-    };
+    let verdict = wasm_verdict(&binary, "the Wasm layer");
     let (binary, binary_error) = match binary {
         Ok(world) => (Some(world), None),
         Err(e) => (None, Some(e.to_string())),
@@ -252,6 +242,59 @@ pub fn judge_wasm_artifact(
         },
         verdict,
     )
+}
+
+/// Whether Spore runs a Wasm binary (an artifact's layer, or a file that `spore push` would
+/// publish as one); `what` names it in a refusal.
+pub fn wasm_verdict(binary: &Result<WasmWorld, WasmFileError>, what: &str) -> Verdict {
+    match binary {
+        Ok(world) => match (world.spore_entry(), world.why_imports_fail()) {
+            (Some(_), Some(why)) => Verdict::refused(format!("Spore cannot run it: {why}")),
+            (Some(entry), None) => Verdict {
+                runs_as_wasm: true,
+                runs_as: Some(RunsAs::WasmArtifact),
+                reason: format!("Spore runs it: {entry}"),
+            },
+            (None, _) => {
+                Verdict::refused(format!("Spore cannot run it: {}", world.why_not_runnable()))
+            }
+        },
+        Err(e) => Verdict::refused(format!("Spore refuses {what}: {e}")),
+    }
+}
+
+/// The answer of `spore inspect FILE` for a local Wasm file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub size: u64,
+    /// `sha256:...` of the file: the digest of its layer once pushed.
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary: Option<WasmWorld>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary_error: Option<String>,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for FileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "File:      {}", self.file)?;
+        writeln!(f, "Digest:    {}", self.digest)?;
+        writeln!(
+            f,
+            "Size:      {}",
+            size(i64::try_from(self.size).unwrap_or(i64::MAX))
+        )?;
+        if let Some(world) = &self.binary {
+            writeln!(f, "Kind:      {}", world.kind)?;
+            write_world(f, world)?;
+        }
+        if let Some(error) = &self.binary_error {
+            writeln!(f, "File!:     {error}")?;
+        }
+        write!(f, "Verdict:   {}", self.verdict.reason)
+    }
 }
 
 #[derive(Deserialize)]
@@ -365,6 +408,20 @@ fn write_list(f: &mut fmt::Formatter<'_>, label: &str, items: &[String]) -> fmt:
     Ok(())
 }
 
+/// A binary's exports and imports and, for a component Spore runs, its Spore world and what of
+/// its imports that world does not provide.
+pub fn write_world(f: &mut fmt::Formatter<'_>, world: &WasmWorld) -> fmt::Result {
+    if let Some(fit) = &world.fit {
+        writeln!(f, "World:     {} (Spore's wit/)", fit.world)?;
+    }
+    write_list(f, "Exports", &world.exports)?;
+    write_list(f, "Imports", &world.imports)?;
+    if world.fit.is_some() {
+        write_list(f, "Not provided", world.not_provided())?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Descriptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -433,8 +490,7 @@ impl fmt::Display for InspectReport {
                     writeln!(f, "Config!:   {error}")?;
                 }
                 if let Some(world) = binary {
-                    write_list(f, "Exports", &world.exports)?;
-                    write_list(f, "Imports", &world.imports)?;
+                    write_world(f, world)?;
                 }
                 if let Some(error) = binary_error {
                     writeln!(f, "Layer!:    {error}")?;
@@ -539,6 +595,7 @@ mod tests {
             kind: WasmKind::Component,
             imports: vec![],
             exports: vec!["wasi:http/incoming-handler@0.2.0".into()],
+            fit: None,
         };
         let config = br#"{"created":"2026-01-01T00:00:00Z","architecture":"wasm","os":"wasip2","layerDigests":[]}"#;
         let (content, verdict) = judge_wasm_artifact(config, Ok(world));

@@ -7,6 +7,8 @@ use std::fmt;
 use serde::Serialize;
 use wasmparser::{Encoding, Parser, Payload, Validator, WasmFeatures};
 
+use crate::hosted_worlds::{HostedWorld, HostedWorlds, WorldFit};
+
 /// The first four bytes of every WebAssembly binary.
 pub const WASM_MAGIC: &[u8; 4] = &spore_format::WASM_MAGIC;
 /// The first four bytes of an ELF file, such as wasmtime's precompiled `.cwasm`.
@@ -38,6 +40,10 @@ pub struct WasmWorld {
     pub kind: WasmKind,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// For a component Spore runs: the Spore world it runs in and what of its imports that
+    /// world lacks (`wit/`, built into the CLI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<WorldFit>,
 }
 
 /// Why bytes cannot be taken as a Wasm binary.
@@ -97,7 +103,26 @@ pub fn read_world(bytes: &[u8]) -> Result<WasmWorld, WasmFileError> {
     Validator::new_with_features(WasmFeatures::all())
         .validate_all(bytes)
         .map_err(|e| WasmFileError::Invalid(e.to_string()))?;
-    top_level_names(bytes).map_err(|e| WasmFileError::Invalid(e.to_string()))
+    let mut world = top_level_names(bytes).map_err(|e| WasmFileError::Invalid(e.to_string()))?;
+    world.fit = fit_of(bytes, &world);
+    Ok(world)
+}
+
+/// How a component that Spore runs fits its Spore world; `None` for anything else, or (with a
+/// warning) when its types cannot be read.
+fn fit_of(bytes: &[u8], world: &WasmWorld) -> Option<WorldFit> {
+    let hosted = match world.spore_entry()? {
+        SporeEntry::CliRun { .. } => HostedWorld::Command,
+        SporeEntry::HttpHandler { .. } => HostedWorld::Http,
+        SporeEntry::Preview1Command => return None,
+    };
+    match HostedWorlds::load().and_then(|worlds| worlds.fit(bytes, hosted)) {
+        Ok(fit) => Some(fit),
+        Err(e) => {
+            tracing::warn!("cannot check the component's imports against Spore's worlds: {e}");
+            None
+        }
+    }
 }
 
 fn check_magic(bytes: &[u8]) -> Result<(), WasmFileError> {
@@ -170,6 +195,7 @@ fn top_level_names(bytes: &[u8]) -> wasmparser::Result<WasmWorld> {
         kind: kind.unwrap_or(WasmKind::CoreModule),
         imports,
         exports,
+        fit: None,
     })
 }
 
@@ -230,6 +256,26 @@ impl WasmWorld {
                 None => world.to_string(),
             })
         })
+    }
+
+    /// The imports Spore's world for this component does not provide (empty when it is not a
+    /// component Spore runs).
+    pub fn not_provided(&self) -> &[String] {
+        self.fit.as_ref().map_or(&[], |fit| &fit.not_provided)
+    }
+
+    /// A sentence for components that export what Spore hosts but import what it does not.
+    pub fn why_imports_fail(&self) -> Option<String> {
+        let fit = self
+            .fit
+            .as_ref()
+            .filter(|fit| !fit.not_provided.is_empty())?;
+        Some(format!(
+            "it runs in {} but imports what Spore does not provide: {} (the container would \
+             fail at create)",
+            fit.world,
+            fit.not_provided.join(", ")
+        ))
     }
 
     /// A sentence for binaries Spore cannot run: what they export and what Spore hosts.
@@ -338,6 +384,7 @@ mod tests {
             kind: WasmKind::Component,
             imports: vec![],
             exports: vec!["wasi:cli/run@0.3.0".into()],
+            fit: None,
         };
         assert_eq!(world.spore_entry(), None);
     }

@@ -41,6 +41,21 @@ pub fn guest_wasm(target: &str, name: &str) -> Result<Vec<u8>, String> {
     })
 }
 
+/// An example built by `hack/build-guests.sh` in another language (`js`, `python`): the
+/// component `target/examples/LANGUAGE/NAME.wasm`; the error says how to build it.
+pub fn example_wasm(language: &str, name: &str) -> Result<Vec<u8>, String> {
+    let path = target_dir()
+        .join("examples")
+        .join(language)
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).map_err(|e| {
+        format!(
+            "example {} is missing ({e}): run `bash hack/build-guests.sh` first",
+            path.display()
+        )
+    })
+}
+
 /// Cargo's debug output directory (`target/debug`), where the shim binary is built.
 pub fn debug_bin_dir() -> PathBuf {
     target_dir().join("debug")

@@ -1,4 +1,4 @@
-//! HTTP components as pods through CRI: examples/hello-http served at its pod IP, traps and
+//! HTTP components as pods through CRI: examples/rust/hello-http served at its pod IP, traps and
 //! timeouts answered, output in the CRI log, graceful stop, and a call out to the host.
 
 mod cri_common;

@@ -1,4 +1,4 @@
-//! The shim's HTTP server, in-process: `examples/hello-http` (built by `hack/build-guests.sh`)
+//! The shim's HTTP server, in-process: `examples/rust/hello-http` (built by `hack/build-guests.sh`)
 //! prepared from a temporary rootfs exactly as task Create does, run as task Start does, and
 //! driven with a real HTTP/1 client over loopback; Kill through the container's kill channel.
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::BenchError;
 
-pub const USAGE: &str = "spore-bench start|pod [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
+pub const USAGE: &str = "spore-bench start|pod|languages [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
 [--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache]";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Mode {
     Start,
     /// CRI pod latency and per-pod memory.
     Pod,
+    /// The Rust, JavaScript and Python examples: size, cold and warm start, req/s.
+    Languages,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +44,7 @@ impl BenchArgs {
         let mode = match argv.next() {
             Some("start") => Mode::Start,
             Some("pod") => Mode::Pod,
+            Some("languages") => Mode::Languages,
             Some(other) => return Err(usage(format!("unknown mode {other:?}"))),
             None => return Err(usage("a mode is required".into())),
         };
@@ -50,6 +53,7 @@ impl BenchArgs {
             n: match mode {
                 Mode::Start => 20,
                 Mode::Pod => 10,
+                Mode::Languages => 5,
             },
             shim_dir: crate::tools::target_dir().join("release"),
             handler_a: "spore".into(),
@@ -119,6 +123,8 @@ mod tests {
             ("spore", "runc")
         );
         assert_eq!(pod.pod_counts, [1, 10, 50]);
+        let languages = BenchArgs::parse(&["languages", "3"]).expect("valid");
+        assert_eq!((languages.mode, languages.n), (Mode::Languages, 3));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The compile cache's columns of `spore-bench start` (issue 4): `ctr run --rm` of a small Wasm
-//! (examples/hello, a 79 KB component) and a large one (a generated WASI preview1 module of a few
+//! (examples/rust/hello, a 79 KB component) and a large one (a generated WASI preview1 module of a few
 //! MB of code), each cold (a fresh, empty cache directory per run) and warm (a directory that
 //! already holds the compiled code). The cache directory reaches the shim as
 //! `ctr run --runtime-config-path FILE`: containerd passes a non-runc shim
@@ -161,7 +161,7 @@ pub fn run(fixture: &Fixture, n: usize) -> Result<(), BenchError> {
     let large = large_module()?;
     let cases = [
         Case {
-            label: "small: examples/hello (component)",
+            label: "small: examples/rust/hello (component)",
             path: "/hello.wasm",
             expect: "Hello",
             wasm_bytes: hello.len(),

@@ -1,4 +1,4 @@
-//! Spore's benchmarks (`spore-bench start|pod`, run by `hack/bench.sh`): task start latency
+//! Spore's benchmarks (`spore-bench start|pod|languages`, run by `hack/bench.sh`): task start latency
 //! through `ctr`, and pod start latency and memory through the CRI, Spore against runc on the
 //! same private containerd. Results print as markdown tables.
 
@@ -7,6 +7,7 @@ pub mod cache_cols;
 pub mod ctr_events;
 pub mod error;
 pub mod fixture;
+pub mod languages;
 pub mod pod;
 pub mod pss;
 pub mod start;

@@ -41,7 +41,7 @@ impl Side {
                 tag,
                 handler: handler.into(),
                 echo: strings(&["/hello.wasm"]),
-                echo_label: "Wasm examples/hello",
+                echo_label: "Wasm examples/rust/hello",
                 idle: strings(&["/sleeper.wasm"]),
                 idle_label: "Wasm sleeper (idle guest)",
                 image: fixture.wasm_image.clone(),

@@ -1,5 +1,5 @@
 //! `spore-bench start` (issue 2): wall time of create+start+exit+delete of one short task
-//! through containerd with `ctr run --rm`, Spore (`examples/hello`) against runc (busybox
+//! through containerd with `ctr run --rm`, Spore (`examples/rust/hello`) against runc (busybox
 //! `echo`), interleaved, then the same tasks split into phases with `ctr container create`,
 //! `ctr task start -d`, the bundle's files and containerd's task events; then the compile
 //! cache's cold and warm columns for a small and a large guest (`cache_cols`).
@@ -74,7 +74,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     containerd.ctr_pull(NAMESPACE, &fixture.busybox_image)?;
     let sides = [
         Side {
-            label: "spore: examples/hello (`/hello.wasm`)",
+            label: "spore: examples/rust/hello (`/hello.wasm`)",
             short: "spore",
             runtime: Some(SPORE_RUNTIME),
             image: fixture.wasm_image.clone(),

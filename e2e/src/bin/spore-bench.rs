@@ -1,12 +1,14 @@
 //! Spore's benchmarks against runc on one private containerd; run by `hack/bench.sh`, which
 //! builds the release shim and the guests first.
 //!
-//! `spore-bench start [N]`: `ctr run --rm` of examples/hello (Spore) vs busybox echo (runc).
+//! `spore-bench start [N]`: `ctr run --rm` of examples/rust/hello (Spore) vs busybox echo (runc).
 //! `spore-bench pod [N]`: CRI pod start latency and per-pod PSS, `spore` vs `runc` handlers.
+//! `spore-bench languages [N]`: the Rust, JavaScript and Python examples through the CRI: size,
+//! cold and warm pod start, HTTP req/s.
 
 use std::process::ExitCode;
 
-use spore_e2e::bench::{BenchArgs, Mode, pod, start};
+use spore_e2e::bench::{BenchArgs, Mode, languages, pod, start};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -19,14 +21,21 @@ fn main() -> ExitCode {
     };
     let outcome = match args.mode {
         Mode::Start => start::run(&args),
-        Mode::Pod => tokio::runtime::Builder::new_multi_thread()
+        Mode::Pod | Mode::Languages => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|source| spore_e2e::bench::BenchError::Spawn {
                 what: "the tokio runtime".into(),
                 source,
             })
-            .and_then(|runtime| runtime.block_on(pod::run(&args))),
+            .and_then(|runtime| {
+                runtime.block_on(async {
+                    match args.mode {
+                        Mode::Languages => languages::run(&args).await,
+                        _ => pod::run(&args).await,
+                    }
+                })
+            }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! Spore's main job, end to end on one machine: a private containerd with the Spore shim, a
-//! loopback OCI registry, `examples/hello` pushed there as an image, pulled and run through
+//! loopback OCI registry, `examples/rust/hello` pushed there as an image, pulled and run through
 //! containerd with the `spore` runtime. Run by `hack/demo.sh`, which builds what it needs first.
 
 use std::process::ExitCode;
@@ -42,7 +42,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("    containerd socket {}", containerd.socket().display());
 
-    step("pushing examples/hello as an image (/hello.wasm in its rootfs)");
+    step("pushing examples/rust/hello as an image (/hello.wasm in its rootfs)");
     let image = ImageBuilder::new()
         .file("/hello.wasm", hello)
         .entrypoint(["/hello.wasm"])
@@ -80,7 +80,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         took.as_millis()
     );
 
-    step("an HTTP component as a pod through CRI (what the kubelet does): examples/hello-http");
+    step(
+        "an HTTP component as a pod through CRI (what the kubelet does): examples/rust/hello-http",
+    );
     let http_path = spore_e2e::tools::target_dir().join("wasm32-wasip2/release/hello-http.wasm");
     let http_wasm = std::fs::read(&http_path).map_err(|e| {
         format!(

@@ -136,6 +136,21 @@ fn example_manifests_validate_and_reconcile() {
             .is_some_and(|n| n.to_string_lossy().starts_with("bad-"))),
         "no deliberately bad app"
     );
+    // a WasmApp per example language, each naming an example that is in examples/
+    for (language, suffix) in [("js", "-js"), ("python", "-python")] {
+        let examples: Vec<String> = apps
+            .iter()
+            .filter_map(|a| {
+                let name = a.spec.image.rsplit('/').next()?.split(':').next()?;
+                name.strip_suffix(suffix).map(str::to_string)
+            })
+            .collect();
+        assert!(!examples.is_empty(), "no WasmApp runs a {language} example");
+        for example in examples {
+            let dir = repo_root().join("examples").join(language).join(&example);
+            assert!(dir.is_dir(), "{} is missing", dir.display());
+        }
+    }
 }
 
 #[test]
