@@ -9,6 +9,8 @@ use serde::Serialize;
 use wit_parser::decoding::{DecodedWasm, decode};
 use wit_parser::{InterfaceId, Resolve, WorldId, WorldItem, WorldKey};
 
+use crate::world::split_version;
+
 /// The WIT packages of `wit/`, dependencies first.
 const WIT_SOURCES: &[(&str, &str)] = &[
     ("wit/deps/io.wit", include_str!("../../wit/deps/io.wit")),
@@ -200,14 +202,6 @@ impl HostedWorlds {
             .chain(types)
             .map(|item| format!("{full}#{item}"))
             .collect()
-    }
-}
-
-/// `wasi:cli/run@0.2.3` -> (`wasi:cli/run`, `Some("0.2.3")`).
-fn split_version(name: &str) -> (&str, Option<&str>) {
-    match name.split_once('@') {
-        Some((name, version)) => (name, Some(version)),
-        None => (name, None),
     }
 }
 

@@ -26,10 +26,7 @@ pub fn inspect_file(path: &std::path::Path) -> Result<FileReport, Error> {
     })?;
     let binary = world::read_world(&bytes);
     let verdict = report::wasm_verdict(&binary, "the file");
-    let (binary, binary_error) = match binary {
-        Ok(world) => (Some(world), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (binary, binary_error) = report::binary_parts(binary);
     Ok(FileReport {
         file: path.display().to_string(),
         size: bytes.len() as u64,

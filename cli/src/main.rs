@@ -92,15 +92,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
             } else {
                 println!("{}", outcome.pinned_reference());
-                match &outcome.entry {
-                    Some(_) if outcome.world.why_imports_fail().is_some() => eprintln!(
-                        "warning: pushed, but Spore cannot run it: {}",
-                        outcome.world.why_imports_fail().unwrap_or_default()
-                    ),
-                    Some(entry) => {
+                match (&outcome.entry, outcome.world.why_imports_fail()) {
+                    (Some(_), Some(why)) => {
+                        eprintln!("warning: pushed, but Spore cannot run it: {why}")
+                    }
+                    (Some(entry), None) => {
                         eprintln!("pushed {}: Spore runs it as {entry}", outcome.world.kind)
                     }
-                    None => eprintln!(
+                    (None, _) => eprintln!(
                         "warning: pushed, but Spore cannot run it: {}",
                         outcome.world.why_not_runnable()
                     ),

@@ -229,10 +229,7 @@ pub fn judge_wasm_artifact(
         Err(e) => (None, Some(format!("the config is not a Wasm config: {e}"))),
     };
     let verdict = wasm_verdict(&binary, "the Wasm layer");
-    let (binary, binary_error) = match binary {
-        Ok(world) => (Some(world), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (binary, binary_error) = binary_parts(binary);
     (
         Content::WasmArtifact {
             config,
@@ -260,6 +257,16 @@ pub fn wasm_verdict(binary: &Result<WasmWorld, WasmFileError>, what: &str) -> Ve
             }
         },
         Err(e) => Verdict::refused(format!("Spore refuses {what}: {e}")),
+    }
+}
+
+/// A read binary as the reports hold it: its world, or the reason it could not be read.
+pub fn binary_parts(
+    binary: Result<WasmWorld, WasmFileError>,
+) -> (Option<WasmWorld>, Option<String>) {
+    match binary {
+        Ok(world) => (Some(world), None),
+        Err(e) => (None, Some(e.to_string())),
     }
 }
 

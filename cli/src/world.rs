@@ -200,7 +200,7 @@ fn top_level_names(bytes: &[u8]) -> wasmparser::Result<WasmWorld> {
 }
 
 /// An interface name such as `wasi:cli/run@0.2.3`, split into `wasi:cli/run` and `0.2.3`.
-fn split_version(name: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_version(name: &str) -> (&str, Option<&str>) {
     match name.split_once('@') {
         Some((path, version)) => (path, Some(version)),
         None => (name, None),

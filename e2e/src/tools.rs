@@ -41,13 +41,18 @@ pub fn guest_wasm(target: &str, name: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-/// An example built by `hack/build-guests.sh` in another language (`js`, `python`): the
-/// component `target/examples/LANGUAGE/NAME.wasm`; the error says how to build it.
-pub fn example_wasm(language: &str, name: &str) -> Result<Vec<u8>, String> {
-    let path = target_dir()
+/// Where `hack/build-guests.sh` puts an example in another language (`js`, `python`):
+/// `target/examples/LANGUAGE/NAME.wasm`.
+pub fn example_path(language: &str, name: &str) -> PathBuf {
+    target_dir()
         .join("examples")
         .join(language)
-        .join(format!("{name}.wasm"));
+        .join(format!("{name}.wasm"))
+}
+
+/// The example [`example_path`] names; the error says how to build it.
+pub fn example_wasm(language: &str, name: &str) -> Result<Vec<u8>, String> {
+    let path = example_path(language, name);
     std::fs::read(&path).map_err(|e| {
         format!(
             "example {} is missing ({e}): run `bash hack/build-guests.sh` first",

@@ -5,7 +5,6 @@
 mod cri_common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use cri_common::{HANDLER, HELLO_GREETING, guest};
@@ -54,19 +53,7 @@ impl Node {
     /// Publishes `wasm` with the `spore` CLI and pulls it through CRI.
     async fn push_with_spore_cli(&mut self, file: &std::path::Path, repo: &str) -> String {
         let reference = format!("{}/{repo}:v1", self.registry.host());
-        let cli = spore_e2e::tools::target_dir().join("debug/spore");
-        assert!(
-            cli.exists(),
-            "{} is missing: cargo build -p spore-cli",
-            cli.display()
-        );
-        let out = Command::new(&cli)
-            .args(["push", "--insecure"])
-            .arg(file)
-            .arg(&reference)
-            .output()
-            .expect("spore push runs");
-        assert!(out.status.success(), "spore push: {out:?}");
+        cri_common::spore_push(file, &reference);
         self.cri
             .pull_image(&reference)
             .await

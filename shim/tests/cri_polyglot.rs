@@ -7,10 +7,9 @@
 
 mod cri_common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use cri_common::{CriFixture, http_addr, termination_message};
+use cri_common::{CriFixture, http_addr, spore_push, termination_message};
 use spore_e2e::cri_log::{stream_text, wait_for_log_line};
 use spore_e2e::{ContainerSpec, ContainerdVersion, LogStream, Pod, http, read_cri_log};
 
@@ -51,15 +50,7 @@ async fn push_example(f: &mut CriFixture, language: &Language, name: &str) -> St
     let file = dir.path().join(format!("{name}.wasm"));
     std::fs::write(&file, wasm).expect("write the component");
     let reference = format!("{}/examples/{}-{name}:v1", f.registry.host(), language.dir);
-    let cli = spore_e2e::tools::target_dir().join("debug/spore");
-    let out = Command::new(&cli)
-        .args(["push", "--insecure"])
-        .arg(&file)
-        .arg(&reference)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo build -p spore-cli)", cli.display()));
-    assert!(out.status.success(), "spore push: {out:?}");
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = spore_push(&file, &reference);
     assert!(!said.contains("warning"), "spore push warned: {said}");
     f.cri.pull_image(&reference).await.expect("PullImage");
     reference

@@ -30,12 +30,7 @@ struct Language {
 }
 
 fn languages() -> Vec<Language> {
-    let example = |dir: &str, name: &str| {
-        crate::tools::target_dir()
-            .join("examples")
-            .join(dir)
-            .join(format!("{name}.wasm"))
-    };
+    let example = crate::tools::example_path;
     vec![
         Language {
             name: "Rust",
@@ -75,8 +70,10 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mut rows = Vec::new();
     for language in languages() {
         eprintln!("{}: pushing its command and HTTP components", language.name);
-        let command = push(&fixture, &mut cri, &language.command, "cmd", language.name).await?;
-        let http = push(&fixture, &mut cri, &language.http, "http", language.name).await?;
+        let (command, command_size) =
+            push(&fixture, &mut cri, &language.command, "cmd", language.name).await?;
+        let (http, http_size) =
+            push(&fixture, &mut cri, &language.http, "http", language.name).await?;
         let mut command_starts = Vec::new();
         let mut http_starts = Vec::new();
         for i in 0..=args.n {
@@ -89,8 +86,8 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
         let (_, rps) = http_start(&mut cri, &http, &tag, Some(&CONNECTIONS)).await?;
         rows.push(Measured {
             name: language.name,
-            command_size: file_size(&language.command)?,
-            http_size: file_size(&language.http)?,
+            command_size,
+            http_size,
             command_cold: command_starts[0],
             command_warm: Summary::of(&command_starts[1..]),
             http_cold: http_starts[0],
@@ -107,27 +104,20 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn file_size(path: &PathBuf) -> Result<u64, BenchError> {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|source| BenchError::MissingGuest {
-            path: path.clone(),
-            source,
-        })
-}
-
-/// A plain image with the component at `/app.wasm` as its entrypoint, pulled through CRI.
+/// A plain image with the component at `/app.wasm` as its entrypoint, pulled through CRI;
+/// returns its reference and the component's size in bytes.
 async fn push(
     fixture: &Fixture,
     cri: &mut CriClient,
     wasm: &PathBuf,
     kind: &str,
     language: &str,
-) -> Result<String, BenchError> {
+) -> Result<(String, u64), BenchError> {
     let bytes = std::fs::read(wasm).map_err(|source| BenchError::MissingGuest {
         path: wasm.clone(),
         source,
     })?;
+    let size = bytes.len() as u64;
     let repo = format!("spore/bench-{}-{kind}", language.to_ascii_lowercase());
     let reference = ImageBuilder::new()
         .file("/app.wasm", bytes)
@@ -135,7 +125,7 @@ async fn push(
         .build()?
         .push_http(&fixture.registry.host(), &repo, "1")?;
     cri.pull_image(&reference).await?;
-    Ok(reference)
+    Ok((reference, size))
 }
 
 /// RunPodSandbox to the command's first log line, in ms.

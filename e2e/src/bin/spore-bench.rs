@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use spore_e2e::bench::{BenchArgs, Mode, languages, pod, start};
+use spore_e2e::bench::{BenchArgs, BenchError, Mode, languages, pod, start};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -21,21 +21,8 @@ fn main() -> ExitCode {
     };
     let outcome = match args.mode {
         Mode::Start => start::run(&args),
-        Mode::Pod | Mode::Languages => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| spore_e2e::bench::BenchError::Spawn {
-                what: "the tokio runtime".into(),
-                source,
-            })
-            .and_then(|runtime| {
-                runtime.block_on(async {
-                    match args.mode {
-                        Mode::Languages => languages::run(&args).await,
-                        _ => pod::run(&args).await,
-                    }
-                })
-            }),
+        Mode::Pod => on_tokio(pod::run(&args)),
+        Mode::Languages => on_tokio(languages::run(&args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,4 +31,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async bench on a multi-threaded tokio runtime.
+fn on_tokio(bench: impl Future<Output = Result<(), BenchError>>) -> Result<(), BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| BenchError::Spawn {
+            what: "the tokio runtime".into(),
+            source,
+        })?
+        .block_on(bench)
 }

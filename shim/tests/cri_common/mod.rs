@@ -175,6 +175,25 @@ pub async fn push_and_pull(f: &mut CriFixture, image: ImageBuilder, repo: &str) 
     reference
 }
 
+/// Publishes `file` as `reference` with this build's `spore` CLI (plain HTTP); returns what
+/// it wrote on stderr.
+pub fn spore_push(file: &Path, reference: &str) -> String {
+    let cli = spore_e2e::tools::target_dir().join("debug/spore");
+    assert!(
+        cli.exists(),
+        "{} is missing: cargo build -p spore-cli",
+        cli.display()
+    );
+    let out = std::process::Command::new(&cli)
+        .args(["push", "--insecure"])
+        .arg(file)
+        .arg(reference)
+        .output()
+        .expect("spore push runs");
+    assert!(out.status.success(), "spore push: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The address of the pod's HTTP server (pod IP, port 8080) once it accepts connections.
 pub async fn http_addr(cri: &mut CriClient, pod: &Pod, limit: Duration) -> std::net::SocketAddr {
     let ip = cri.pod_ip(&pod.id).await.expect("status").expect("pod IP");
