@@ -148,6 +148,7 @@ def main(library: str) -> int:
         "a bad pull policy": {"nodeInstaller": {"image": {"pullPolicy": "Sometimes"}}},
         "a pull secret without name": {"imagePullSecrets": [{"nam": "x"}]},
         "a zero interval": {"nodeInstaller": {"intervalSeconds": 0}},
+        "an unknown restart strategy": {"nodeInstaller": {"containerdRestart": "kill"}},
     }
     for what, override in bad_values.items():
         errors = list(validator.iter_errors(deep_merge(defaults, override)))

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::presets::Preset;
+use crate::restart::RestartStrategy;
 
 /// Install (or with `--uninstall`, remove) Spore's shim and containerd runtime on this node.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,7 +57,19 @@ pub struct NodeInstallArgs {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
-    /// Command that restarts containerd, shell-quoted; `none` to never restart. Default:
+    /// How to restart containerd after its config changed: `systemd` (`systemctl restart
+    /// <the preset's unit>` through the host's PID 1), `signal` (SIGTERM to the process serving
+    /// containerd's socket; whatever supervises it starts it again), `none`.
+    #[arg(
+        long,
+        env = "SPORE_CONTAINERD_RESTART",
+        value_enum,
+        default_value = "systemd"
+    )]
+    pub containerd_restart: RestartStrategy,
+
+    /// Command that restarts containerd, shell-quoted; `none` to never restart. Given, it
+    /// replaces `--containerd-restart`. Without it, `systemd` runs
     /// `nsenter -t 1 -m -u -i -n -p -- systemctl restart <the preset's service>`.
     #[arg(long, env = "SPORE_RESTART_COMMAND")]
     pub restart_command: Option<String>,
@@ -94,6 +107,11 @@ mod tests {
         assert_eq!(cli.args.preset, Preset::Auto);
         assert_eq!(cli.args.interval_seconds, 300);
         assert!(!cli.args.uninstall && !cli.args.once);
+        assert_eq!(cli.args.containerd_restart, RestartStrategy::Systemd);
+        let signal =
+            Cli::try_parse_from(["node-install", "--containerd-restart", "signal"]).expect("parse");
+        assert_eq!(signal.args.containerd_restart, RestartStrategy::Signal);
+        assert!(Cli::try_parse_from(["node-install", "--containerd-restart", "kill"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::containerd_config::{self, Layout, RUNTIME_NAME, RuntimeEntry, Unversioned};
 use crate::host::HostRoot;
 use crate::presets::{self, EditKind, Platform};
-use crate::restart::{self, Expect};
+use crate::restart::{self, Expect, RestartStrategy, Restarter};
 use crate::shim_copy::{self, SHIM_BINARY};
 use crate::{Error, NodeInstallArgs, fs_atomic, go_template, node_label, state};
 
@@ -21,7 +21,7 @@ pub struct Installer {
     shim_sha256: Option<String>,
     install_dir: PathBuf,
     config_override: Option<PathBuf>,
-    restart_command: Vec<String>,
+    restarter: Restarter,
     socket: PathBuf,
     restart_timeout: Duration,
     state_dir: PathBuf,
@@ -70,19 +70,32 @@ impl Installer {
                 "--shim-sha256 must be 64 hex digits, got {digest:?}"
             )));
         }
-        let restart_command = match &args.restart_command {
-            Some(text) => restart::parse_command(text).ok_or_else(|| {
-                Error::Argument(format!("--restart-command has unbalanced quotes: {text:?}"))
-            })?,
-            None => {
-                let service = presets::service(&platform.services, &host).unwrap_or("containerd");
-                restart::systemd_restart_command(service)
-            }
-        };
         let host_socket = args
             .containerd_socket
             .clone()
             .unwrap_or_else(|| platform.socket.clone());
+        let restarter = match (&args.restart_command, args.containerd_restart) {
+            (Some(text), _) => match restart::parse_command(text) {
+                Some(command) if command.is_empty() => Restarter::Nothing,
+                Some(command) => Restarter::Command(command),
+                None => {
+                    return Err(Error::Argument(format!(
+                        "--restart-command has unbalanced quotes: {text:?}"
+                    )));
+                }
+            },
+            (None, RestartStrategy::Systemd) => {
+                let service = presets::service(&platform.services, &host).unwrap_or("containerd");
+                Restarter::Command(restart::systemd_restart_command(service))
+            }
+            // containerd bound its socket at the host path; under a scratch host root (tests,
+            // a chroot) at the path inside it.
+            (None, RestartStrategy::Signal) => Restarter::Signal {
+                proc: PathBuf::from("/proc"),
+                sockets: vec![host_socket.clone(), host.path(&host_socket)],
+            },
+            (None, RestartStrategy::None) => Restarter::Nothing,
+        };
         Ok(Installer {
             socket: host.path(&host_socket),
             state_dir: host.path(&args.state_dir),
@@ -92,7 +105,7 @@ impl Installer {
             shim_sha256: args.shim_sha256.clone(),
             install_dir: args.install_dir.clone(),
             config_override: args.containerd_config.clone(),
-            restart_command,
+            restarter,
             restart_timeout: Duration::from_secs(args.restart_timeout_seconds),
             node: args.node_name.clone(),
             client,
@@ -356,13 +369,13 @@ impl Installer {
             tracing::info!(file = %plan.file.display(), "added the `{RUNTIME_NAME}` runtime to containerd's config");
             report.config_changed = true;
             self.restart_or_restore(&plan, current.as_deref()).await?;
-            report.restarted = !self.restart_command.is_empty();
+            report.restarted = self.restarter.restarts();
         } else if self.loaded_without_runtime().await {
             tracing::warn!(
                 "containerd runs without the `{RUNTIME_NAME}` runtime its config has; restarting it"
             );
             self.restart_or_restore(&plan, Some(&edited.text)).await?;
-            report.restarted = !self.restart_command.is_empty();
+            report.restarted = self.restarter.restarts();
         }
 
         if let (Some(node), Some(client)) = (&self.node, &self.client) {
@@ -420,7 +433,7 @@ impl Installer {
     }
 
     async fn restart_and_wait(&self, expect: Expect) -> Result<(), restart::RestartError> {
-        restart::run_command(&self.restart_command).await?;
+        self.restarter.restart(self.restart_timeout).await?;
         restart::wait_for(&self.socket, expect, self.restart_timeout).await?;
         Ok(())
     }
@@ -511,7 +524,7 @@ impl Installer {
                         file: plan.file.clone(),
                         source: Box::new(source),
                     })?;
-                report.restarted = !self.restart_command.is_empty();
+                report.restarted = self.restarter.restarts();
             }
         }
         report.shim_changed = shim_copy::uninstall(&self.host.path(&self.shim_host_path()))?;

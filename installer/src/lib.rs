@@ -22,6 +22,7 @@ pub mod node_label;
 pub mod presets;
 pub mod restart;
 pub mod shim_copy;
+pub mod socket_owner;
 pub mod state;
 
 use std::path::PathBuf;

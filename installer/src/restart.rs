@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use crate::cri_probe::{self, CriStatus, ProbeError};
+use crate::socket_owner;
 
 /// The default way in: enter every namespace of the host's PID 1 (needs `hostPID: true` and a
 /// privileged container), then ask systemd.
@@ -39,8 +40,125 @@ pub fn parse_command(text: &str) -> Option<Vec<String>> {
     shlex::split(text)
 }
 
+/// How the installer restarts containerd after changing its config (`--containerd-restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartStrategy {
+    /// `systemctl restart <unit>` in the host's namespaces (through PID 1): nodes where systemd
+    /// runs containerd.
+    Systemd,
+    /// SIGTERM to the process serving containerd's socket, then wait for whatever supervises it
+    /// (an init other than systemd, a supervisor loop, k3s's agent) to start it again.
+    Signal,
+    /// Never restart: the platform reloads containerd itself, or an operator does.
+    None,
+}
+
+/// What a restart does, resolved from the strategy and `--restart-command`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restarter {
+    /// Run this command (systemd through PID 1, or the user's `--restart-command`).
+    Command(Vec<String>),
+    /// Stop the process listening on one of these socket paths (as it bound them); `proc` is
+    /// the host's `/proc` (the installer runs with `hostPID: true`).
+    Signal {
+        proc: PathBuf,
+        sockets: Vec<PathBuf>,
+    },
+    /// Restart nothing.
+    Nothing,
+}
+
+impl Restarter {
+    /// Whether [`Restarter::restart`] does anything.
+    pub fn restarts(&self) -> bool {
+        !matches!(self, Restarter::Nothing)
+    }
+
+    /// Restarts containerd (or does nothing); `stop_timeout` bounds how long a signalled
+    /// containerd may take to exit before it is killed.
+    pub async fn restart(&self, stop_timeout: Duration) -> Result<(), RestartError> {
+        match self {
+            Restarter::Command(command) => run_command(command).await,
+            Restarter::Signal { proc, sockets } => {
+                stop_socket_owner(proc, sockets, stop_timeout).await
+            }
+            Restarter::Nothing => Ok(()),
+        }
+    }
+}
+
+/// SIGTERM to every process listening on `sockets`, then waits until each has exited (SIGKILL
+/// after `stop_timeout`). Nobody listening is not an error: the supervisor may be starting it.
+async fn stop_socket_owner(
+    proc: &Path,
+    sockets: &[PathBuf],
+    stop_timeout: Duration,
+) -> Result<(), RestartError> {
+    let mut owners = Vec::new();
+    for socket in sockets {
+        owners.extend(socket_owner::find(proc, socket)?);
+    }
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.is_empty() {
+        tracing::warn!(
+            sockets = ?sockets,
+            "no process listens on containerd's socket; waiting for its supervisor to start it"
+        );
+        return Ok(());
+    }
+    for pid in owners {
+        tracing::info!(
+            pid,
+            "stopping containerd (SIGTERM); its supervisor restarts it"
+        );
+        signal(pid, libc::SIGTERM)?;
+        let deadline = tokio::time::Instant::now() + stop_timeout;
+        while alive(proc, pid) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(pid, timeout = ?stop_timeout, "containerd did not stop; SIGKILL");
+                signal(pid, libc::SIGKILL)?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn signal(pid: u32, signal: libc::c_int) -> Result<(), RestartError> {
+    let target = libc::pid_t::try_from(pid).map_err(|_| RestartError::Signal {
+        pid,
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: kill(2) takes no pointers; `target` is a process found serving containerd's socket.
+    if unsafe { libc::kill(target, signal) } == 0 {
+        return Ok(());
+    }
+    let source = std::io::Error::last_os_error();
+    if source.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(()); // already gone
+    }
+    Err(RestartError::Signal { pid, source })
+}
+
+/// Whether `pid` still runs (a zombie waiting for its supervisor's wait() has stopped).
+fn alive(proc: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(proc.join(pid.to_string()).join("status"))
+        .map(|status| {
+            !status
+                .lines()
+                .any(|line| line.starts_with("State:") && line.contains('Z'))
+        })
+        .unwrap_or(false)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RestartError {
+    #[error("finding the process serving containerd's socket: {0}")]
+    FindOwner(#[from] socket_owner::SocketOwnerError),
+    #[error("could not signal containerd (pid {pid}): {source}")]
+    Signal { pid: u32, source: std::io::Error },
     #[error("could not start `{command}`: {source}")]
     Spawn {
         command: String,

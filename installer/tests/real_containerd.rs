@@ -421,3 +421,47 @@ async fn a_failed_restart_restores_the_previous_config() {
     assert_eq!(read(&host.config), original);
     assert!(!host.cri().await.has_runtime("spore"));
 }
+
+/// `--containerd-restart signal` on a node whose containerd is not under systemd: the installer
+/// finds the process serving containerd's socket, stops it, and the supervisor's new containerd
+/// loads the runtime; the uninstall does the same the other way.
+#[tokio::test(flavor = "multi_thread")]
+async fn signal_restart_under_a_supervisor() {
+    // A socket path no containerd of this machine uses: the installer signals whoever listens.
+    let host = ScratchHost::with_paths(
+        Containerd::V1_7,
+        "/etc/containerd/config.toml",
+        "/run/spore-ni-signal/containerd.sock",
+    );
+    let original = host.write_default_config();
+    let supervisor = host.start_supervised().await;
+    let first = host.containerd_pid();
+    let extra = [
+        "--containerd-restart",
+        "signal",
+        "--containerd-socket",
+        "/run/spore-ni-signal/containerd.sock",
+    ];
+
+    run_with_client(host.args("containerd", &extra), None)
+        .await
+        .expect("install");
+    let second = host.containerd_pid();
+    assert_ne!(first, second, "containerd was not restarted");
+    assert_eq!(host.restarts(), 2, "one restart for one change");
+    assert_spore_loaded(&host.cri().await, false);
+
+    let mut uninstall = extra.to_vec();
+    uninstall.push("--uninstall");
+    run_with_client(host.args("containerd", &uninstall), None)
+        .await
+        .expect("uninstall");
+    assert_ne!(
+        host.containerd_pid(),
+        second,
+        "containerd was not restarted"
+    );
+    assert!(!host.cri().await.has_runtime("spore"));
+    assert_eq!(read(&host.config), original);
+    drop(supervisor);
+}

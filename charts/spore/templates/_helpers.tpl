@@ -66,6 +66,7 @@ imagePullSecrets:
 - {{ printf "--preset=%s" .Values.nodeInstaller.preset | quote }}
 - {{ printf "--install-dir=%s" .Values.nodeInstaller.installDir | quote }}
 - {{ printf "--restart-timeout-seconds=%v" .Values.nodeInstaller.restartTimeoutSeconds | quote }}
+- {{ printf "--containerd-restart=%s" .Values.nodeInstaller.containerdRestart | quote }}
 {{- with .Values.nodeInstaller.containerdConfig }}
 - {{ printf "--containerd-config=%s" . | quote }}
 {{- end }}

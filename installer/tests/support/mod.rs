@@ -199,6 +199,38 @@ echo $! > "$dir/containerd.pid"
         assert!(status.success());
     }
 
+    /// Starts containerd under a supervisor loop (as a non-systemd init would run it): whenever
+    /// it exits, the loop starts it again and counts a restart. The loop ends with the guard.
+    pub async fn start_supervised(&self) -> Supervisor {
+        let d = self.dir.path().display();
+        let script = format!(
+            r#"while :; do
+  echo restart >> '{d}/restarts.log'
+  '{bin}' --config '{config}' >> '{d}/containerd.log' 2>&1 < /dev/null &
+  echo $! > '{d}/containerd.pid'
+  wait $!
+  sleep 0.2
+done"#,
+            bin = self.containerd.binary().display(),
+            config = self.config.display(),
+        );
+        let child = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("supervisor");
+        self.wait_for(|_| true).await;
+        Supervisor { child }
+    }
+
+    /// The pid of the containerd running now (from the pid file).
+    pub fn containerd_pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.path().join("containerd.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("containerd.pid")
+    }
+
     /// Starts containerd (through the script) and waits for CRI to answer.
     pub async fn start(&self) -> CriStatus {
         let status = Command::new(&self.script).status().expect("run script");
@@ -262,7 +294,9 @@ echo $! > "$dir/containerd.pid"
         let mut argv = vec!["node-install".to_owned(), "--once".to_owned()];
         for (flag, value) in base {
             // A flag given in `extra` replaces the default here.
-            if !extra.contains(&flag) {
+            let strategy_given =
+                flag == "--restart-command" && extra.contains(&"--containerd-restart");
+            if !extra.contains(&flag) && !strategy_given {
                 argv.push(flag.to_owned());
                 argv.push(value);
             }
@@ -324,4 +358,17 @@ pub fn runc_entry(status: &CriStatus) -> serde_json::Value {
         .runtime_config("runc")
         .cloned()
         .unwrap_or_else(|| panic!("no runc runtime in CRI config: {status:?}"))
+}
+
+/// The supervisor loop of [`ScratchHost::start_supervised`]: killed first on drop, so that the
+/// host's drop stops its containerd for good.
+pub struct Supervisor {
+    child: std::process::Child,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
