@@ -174,6 +174,14 @@ async fn a_second_container_of_a_pod_is_answered_the_pods_shim() {
     assert!(gone(pids[0], Duration::from_secs(5)).await);
 }
 
+/// `step`'s answer, or a failure naming the step after 30 s: a lost answer fails here, naming
+/// what was lost, instead of hanging until the runner's timeout.
+async fn bounded<T>(step: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("{step} was not answered within 30 s"))
+}
+
 fn is_transport_error(err: &ttrpc::Error) -> bool {
     !matches!(err, ttrpc::Error::RpcStatus(_))
 }
@@ -197,7 +205,21 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
     let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
     let pid = shims_serving(&id)[0];
     let client = task_client(&socket).await;
-    create_and_start(&client, &id, bundle.path(), "").await;
+    let create = api::CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.path().display().to_string(),
+        ..Default::default()
+    };
+    bounded("Create", client.create(ctx(), &create))
+        .await
+        .expect("create");
+    let start = api::StartRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    bounded("Start", client.start(ctx(), &start))
+        .await
+        .expect("start");
 
     // Waits in flight, then a burst of kills, all on the one connection.
     let mut waits = tokio::task::JoinSet::new();
@@ -223,11 +245,11 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
             client.kill(ctx(), &kill).await
         });
     }
-    while let Some(waited) = waits.join_next().await {
+    while let Some(waited) = bounded("a Wait", waits.join_next()).await {
         let waited = waited.expect("waiter").expect("every Wait is answered");
         assert_eq!(waited.exit_status, 137);
     }
-    while let Some(killed) = kills.join_next().await {
+    while let Some(killed) = bounded("a Kill", kills.join_next()).await {
         // A Kill after the exit is refused with a status; none goes unanswered.
         if let Err(err) = killed.expect("killer") {
             assert!(!is_transport_error(&err), "a Kill was dropped: {err:?}");
@@ -237,8 +259,7 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
         id: id.clone(),
         ..Default::default()
     };
-    let deleted = client
-        .delete(ctx(), &delete)
+    let deleted = bounded("Delete", client.delete(ctx(), &delete))
         .await
         .expect("delete is answered");
     assert_eq!(deleted.exit_status, 137);
@@ -258,7 +279,7 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
         });
     }
     let mut answered = 0;
-    while let Some(shutdown) = shutdowns.join_next().await {
+    while let Some(shutdown) = bounded("a Shutdown", shutdowns.join_next()).await {
         match shutdown.expect("shutdown caller") {
             Ok(_) => answered += 1,
             Err(err) => assert!(is_transport_error(&err), "Shutdown refused: {err:?}"),
