@@ -91,7 +91,6 @@ impl Installer {
             // containerd bound its socket at the host path; under a scratch host root (tests,
             // a chroot) at the path inside it.
             (None, RestartStrategy::Signal) => Restarter::Signal {
-                proc: PathBuf::from("/proc"),
                 sockets: vec![host_socket.clone(), host.path(&host_socket)],
             },
             (None, RestartStrategy::None) => Restarter::Nothing,

@@ -58,12 +58,9 @@ pub enum RestartStrategy {
 pub enum Restarter {
     /// Run this command (systemd through PID 1, or the user's `--restart-command`).
     Command(Vec<String>),
-    /// Stop the process listening on one of these socket paths (as it bound them); `proc` is
-    /// the host's `/proc` (the installer runs with `hostPID: true`).
-    Signal {
-        proc: PathBuf,
-        sockets: Vec<PathBuf>,
-    },
+    /// Stop the process listening on one of these socket paths (as it bound them), found in
+    /// `/proc` (the installer runs with `hostPID: true`, so that is the host's).
+    Signal { sockets: Vec<PathBuf> },
     /// Restart nothing.
     Nothing,
 }
@@ -79,8 +76,8 @@ impl Restarter {
     pub async fn restart(&self, stop_timeout: Duration) -> Result<(), RestartError> {
         match self {
             Restarter::Command(command) => run_command(command).await,
-            Restarter::Signal { proc, sockets } => {
-                stop_socket_owner(proc, sockets, stop_timeout).await
+            Restarter::Signal { sockets } => {
+                stop_socket_owner(Path::new("/proc"), sockets, stop_timeout).await
             }
             Restarter::Nothing => Ok(()),
         }
@@ -94,12 +91,7 @@ async fn stop_socket_owner(
     sockets: &[PathBuf],
     stop_timeout: Duration,
 ) -> Result<(), RestartError> {
-    let mut owners = Vec::new();
-    for socket in sockets {
-        owners.extend(socket_owner::find(proc, socket)?);
-    }
-    owners.sort_unstable();
-    owners.dedup();
+    let owners = socket_owner::find(proc, sockets)?;
     if owners.is_empty() {
         tracing::warn!(
             sockets = ?sockets,

@@ -22,9 +22,8 @@ pub enum SocketOwnerError {
     },
 }
 
-/// The inodes of the sockets listening on `socket` in one `/proc/PID/net/unix` table.
-pub fn listening_inodes(table: &str, socket: &Path) -> HashSet<u64> {
-    let wanted = socket.as_os_str().to_string_lossy();
+/// The inodes of the sockets listening on any of `sockets` in one `/proc/PID/net/unix` table.
+pub fn listening_inodes(table: &str, sockets: &[PathBuf]) -> HashSet<u64> {
     table
         .lines()
         .skip(1)
@@ -34,7 +33,8 @@ pub fn listening_inodes(table: &str, socket: &Path) -> HashSet<u64> {
             let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
             let inode = fields.get(6)?.parse::<u64>().ok()?;
             let path = fields.get(7)?;
-            (flags & LISTENING != 0 && *path == wanted).then_some(inode)
+            let wanted = sockets.iter().any(|s| s.as_os_str() == *path);
+            (flags & LISTENING != 0 && wanted).then_some(inode)
         })
         .collect()
 }
@@ -48,10 +48,11 @@ pub fn socket_inode(link: &Path) -> Option<u64> {
         .ok()
 }
 
-/// The processes under `proc_root` (normally `/proc`) holding a socket that listens on `socket`
-/// (the path as the serving process bound it), lowest pid first, this process excluded.
-/// Processes that vanish or cannot be read while looking are skipped.
-pub fn find(proc_root: &Path, socket: &Path) -> Result<Vec<u32>, SocketOwnerError> {
+/// The processes under `proc_root` (normally `/proc`) holding a socket that listens on any of
+/// `sockets` (paths as the serving process bound them), lowest pid first, this process
+/// excluded, in one pass over `proc_root`. Processes that vanish or cannot be read while
+/// looking are skipped.
+pub fn find(proc_root: &Path, sockets: &[PathBuf]) -> Result<Vec<u32>, SocketOwnerError> {
     let entries = std::fs::read_dir(proc_root).map_err(|source| SocketOwnerError::ListProc {
         path: proc_root.to_owned(),
         source,
@@ -71,7 +72,7 @@ pub fn find(proc_root: &Path, socket: &Path) -> Result<Vec<u32>, SocketOwnerErro
         };
         let inodes = tables.entry(netns).or_insert_with(|| {
             std::fs::read_to_string(dir.join("net/unix"))
-                .map(|table| listening_inodes(&table, socket))
+                .map(|table| listening_inodes(&table, sockets))
                 .unwrap_or_default()
         });
         if inodes.is_empty() {
@@ -108,10 +109,19 @@ Num       RefCount Protocol Flags    Type St Inode Path
 
     #[test]
     fn only_listening_sockets_on_the_exact_path_count() {
-        let found = listening_inodes(TABLE, Path::new("/run/containerd/containerd.sock"));
+        let socket = PathBuf::from("/run/containerd/containerd.sock");
+        let found = listening_inodes(TABLE, std::slice::from_ref(&socket));
         assert_eq!(found, HashSet::from([41234]));
-        assert!(listening_inodes(TABLE, Path::new("/run/containerd")).is_empty());
-        assert!(listening_inodes("", Path::new("/x")).is_empty());
+        let both = [
+            socket.clone(),
+            PathBuf::from("/run/containerd/containerd.sock.ttrpc"),
+        ];
+        assert_eq!(
+            listening_inodes(TABLE, &both),
+            HashSet::from([41234, 41240])
+        );
+        assert!(listening_inodes(TABLE, &[PathBuf::from("/run/containerd")]).is_empty());
+        assert!(listening_inodes("", &[socket]).is_empty());
     }
 
     #[test]
@@ -149,8 +159,8 @@ Num       RefCount Protocol Flags    Type St Inode Path
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        let found = find(Path::new("/proc"), &socket);
-        let none = find(Path::new("/proc"), &dir.path().join("other.sock"));
+        let found = find(Path::new("/proc"), &[dir.path().join("other.sock"), socket]);
+        let none = find(Path::new("/proc"), &[dir.path().join("other.sock")]);
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found.expect("scan"), vec![child.id()]);

@@ -12,7 +12,7 @@ use containerd_shim::protos::api;
 use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::protos::ttrpc::{self, Code};
 use direct::{
-    Bundle, EventServer, answered_address, create_and_start, gone, shims_serving, start,
+    Bundle, EventServer, answered_address, bounded, create_and_start, gone, shims_serving, start,
     task_client,
 };
 
@@ -174,14 +174,6 @@ async fn a_second_container_of_a_pod_is_answered_the_pods_shim() {
     assert!(gone(pids[0], Duration::from_secs(5)).await);
 }
 
-/// `step`'s answer, or a failure naming the step after 30 s: a lost answer fails here, naming
-/// what was lost, instead of hanging until the runner's timeout.
-async fn bounded<T>(step: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), future)
-        .await
-        .unwrap_or_else(|_| panic!("{step} was not answered within 30 s"))
-}
-
 fn is_transport_error(err: &ttrpc::Error) -> bool {
     !matches!(err, ttrpc::Error::RpcStatus(_))
 }
@@ -205,21 +197,7 @@ async fn a_burst_of_kill_delete_and_shutdown_is_answered_whole_and_the_shim_exit
     let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
     let pid = shims_serving(&id)[0];
     let client = task_client(&socket).await;
-    let create = api::CreateTaskRequest {
-        id: id.clone(),
-        bundle: bundle.path().display().to_string(),
-        ..Default::default()
-    };
-    bounded("Create", client.create(ctx(), &create))
-        .await
-        .expect("create");
-    let start = api::StartRequest {
-        id: id.clone(),
-        ..Default::default()
-    };
-    bounded("Start", client.start(ctx(), &start))
-        .await
-        .expect("start");
+    create_and_start(&client, &id, bundle.path(), "").await;
 
     // Waits in flight, then a burst of kills, all on the one connection.
     let mut waits = tokio::task::JoinSet::new();

@@ -223,12 +223,18 @@ done"#,
         Supervisor { child }
     }
 
-    /// The pid of the containerd running now (from the pid file).
-    pub fn containerd_pid(&self) -> u32 {
+    /// The pid of the containerd started last, from its pid file.
+    fn recorded_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.dir.path().join("containerd.pid"))
+            .ok()?
+            .trim()
+            .parse()
             .ok()
-            .and_then(|pid| pid.trim().parse().ok())
-            .expect("containerd.pid")
+    }
+
+    /// The pid of the containerd running now (from the pid file).
+    pub fn containerd_pid(&self) -> i32 {
+        self.recorded_pid().expect("containerd.pid")
     }
 
     /// Starts containerd (through the script) and waits for CRI to answer.
@@ -308,10 +314,7 @@ done"#,
 
 impl Drop for ScratchHost {
     fn drop(&mut self) {
-        let Ok(pid) = std::fs::read_to_string(self.dir.path().join("containerd.pid")) else {
-            return;
-        };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
+        let Some(pid) = self.recorded_pid() else {
             return;
         };
         // The pid file can outlive its containerd, and the pid be reused by another test's

@@ -169,7 +169,16 @@ pub async fn task_client(socket: &Path) -> TaskClient {
     TaskClient::new(client)
 }
 
-/// Create and Start of task `id` in `bundle`, with `stdout` as its stdout path ("" for none).
+/// `step`'s answer, or a failure naming the step after 30 s: a lost answer fails here, naming
+/// what was lost, instead of hanging until the runner's timeout.
+pub async fn bounded<T>(step: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("{step} was not answered within 30 s"))
+}
+
+/// Create and Start of task `id` in `bundle`, with `stdout` as its stdout path ("" for none),
+/// each bounded by [`bounded`].
 pub async fn create_and_start(client: &TaskClient, id: &str, bundle: &Path, stdout: &str) {
     let ctx = containerd_shim::protos::ttrpc::context::Context::default;
     let create = containerd_shim::protos::api::CreateTaskRequest {
@@ -178,12 +187,16 @@ pub async fn create_and_start(client: &TaskClient, id: &str, bundle: &Path, stdo
         stdout: stdout.to_string(),
         ..Default::default()
     };
-    client.create(ctx(), &create).await.expect("create");
+    bounded("Create", client.create(ctx(), &create))
+        .await
+        .expect("create");
     let start = containerd_shim::protos::api::StartRequest {
         id: id.to_string(),
         ..Default::default()
     };
-    client.start(ctx(), &start).await.expect("start");
+    bounded("Start", client.start(ctx(), &start))
+        .await
+        .expect("start");
 }
 
 /// Pids of serving shim processes whose command line names `id`.
