@@ -2,7 +2,7 @@
 # Installs, idempotently, everything Spore's builds, demo and tests need on a new Debian 12
 # machine, and says what it does:
 #   - Debian bookworm packages: runc, CNI plugins, the CNCF registry, protoc, image tools, load
-#     tools, Python's pip (for the Helm chart lint)
+#     tools, Python's pip (for the Helm chart lint), musl-tools (static binaries for the images)
 #   - containerd 2.x from Debian sid (default) or 1.7 from trixie (SPORE_CONTAINERD=1.7), fetched
 #     with apt-get download and unpacked with dpkg -x into .tools/ (never installed system-wide)
 #   - the wasm32-wasip2 and wasm32-wasip1 Rust targets, and cargo-nextest
@@ -20,7 +20,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 debs=(runc containernetworking-plugins docker-registry protobuf-compiler umoci skopeo
       busybox-static iproute2 iptables wrk curl jq ca-certificates procps psmisc util-linux
-      python3 python3-pip)
+      python3 python3-pip musl-tools)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -81,9 +81,9 @@ SRC
 fi
 log "$("$dest/usr/bin/containerd" --version) in $dest"
 
-# Rust targets for the guests, and the test runner.
+# Rust targets for the guests and the images' static binaries, and the test runner.
 if command -v rustup >/dev/null; then
-  for t in wasm32-wasip2 wasm32-wasip1; do
+  for t in wasm32-wasip2 wasm32-wasip1 x86_64-unknown-linux-musl; do
     if ! rustup target list --installed | grep -qx "$t"; then
       log "adding the Rust target $t"
       rustup target add "$t" >&2

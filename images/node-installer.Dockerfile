@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1.7
-# The node installer: `spore-operator node-install` plus the shim it copies onto each node.
-# Build from the repository root:
+# The node installer: `spore-operator node-install` plus the shim it copies onto each node, on an
+# empty base. Build from the repository root:
 #   docker build -f images/node-installer.Dockerfile -t spore-node-installer:dev .
+# hack/images.sh builds the same image without Docker (same binaries, same layout, one layer).
 #
-# The shim runs on the node, not in this image, next to whatever C library the node has: it is
-# built as a static musl binary so it runs on any Linux node of the architecture.
+# Both binaries are static musl builds: the shim runs on the node, next to whatever C library the
+# node has, and the image has no C library. The installer needs no nsenter (it joins the host's
+# namespaces itself) and the uninstall hook no sleep or kubectl (`spore-operator idle`,
+# `spore-operator wait-daemonset`).
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
@@ -21,18 +24,18 @@ RUN case "${TARGETARCH:-amd64}" in \
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target,id=spore-target-node \
+    --mount=type=cache,target=/src/target,id=spore-target-musl \
     target="$(cat /musl-target)" \
- && cargo build --release --locked -p spore-operator --bin spore-operator \
- && cargo build --release --locked --target "$target" -p spore-shim --bin containerd-shim-spore-v1 \
- && install -D -m 0755 target/release/spore-operator /out/spore-operator \
- && install -D -m 0755 "target/$target/release/containerd-shim-spore-v1" /out/containerd-shim-spore-v1
+ && CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" \
+      -p spore-operator --bin spore-operator -p spore-shim --bin containerd-shim-spore-v1 \
+ && install -D -m 0755 "target/$target/release/spore-operator" /out/usr/local/bin/spore-operator \
+ && install -D -m 0755 "target/$target/release/containerd-shim-spore-v1" /out/usr/local/bin/containerd-shim-spore-v1 \
+ && strip --strip-all /out/usr/local/bin/* \
+ && install -d -m 1777 /out/tmp
 
-# Debian slim: the installer needs nsenter (util-linux) to restart containerd through the host's
-# PID 1, and the uninstall hook's pods idle with `sleep`.
-FROM debian:bookworm-slim
-COPY --from=build /out/spore-operator /usr/local/bin/spore-operator
-COPY --from=build /out/containerd-shim-spore-v1 /usr/local/bin/containerd-shim-spore-v1
+FROM scratch
+COPY --from=build /out/ /
+ENV PATH=/usr/local/bin
 ENV SPORE_SHIM_SOURCE=/usr/local/bin/containerd-shim-spore-v1
 ENTRYPOINT ["/usr/local/bin/spore-operator"]
 CMD ["node-install"]

@@ -139,6 +139,37 @@ pub fn create(parent: &str) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(created)
 }
 
+/// Sets the memory limit of `parent` as the kubelet does for a pod whose containers all have
+/// limits (their sum plus the RuntimeClass overhead): `memory.limit_in_bytes` on cgroup v1,
+/// `memory.max` on v2. Fails when no hierarchy has a memory controller.
+pub fn set_memory_limit(parent: &str, bytes: i64) -> Result<(), CgroupError> {
+    let rel = relative(parent)?;
+    let mut set = false;
+    for hierarchy in hierarchies() {
+        let dir = hierarchy.join(&rel);
+        for file in ["memory.limit_in_bytes", "memory.max"] {
+            let path = dir.join(file);
+            if path.exists() {
+                std::fs::write(&path, bytes.to_string()).map_err(|source| CgroupError::Io {
+                    what: "write",
+                    path: path.clone(),
+                    source,
+                })?;
+                set = true;
+            }
+        }
+    }
+    if set {
+        Ok(())
+    } else {
+        Err(CgroupError::Io {
+            what: "find a memory controller for",
+            path: PathBuf::from(parent),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+    }
+}
+
 /// Removes `parent` from every hierarchy (only the last component: `/kubepods/besteffort`
 /// stays, as on a node). Fails when a directory still has child cgroups.
 pub fn remove(parent: &str) -> Result<(), CgroupError> {

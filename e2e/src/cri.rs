@@ -277,6 +277,10 @@ impl CriClient {
                 tracked.insert(&spec.cgroup_parent());
             }
             cgroup::create(&spec.cgroup_parent())?;
+            // The kubelet limits the pod's cgroup itself; containerd only passes the figure on.
+            if let Some(bytes) = spec.memory_limit {
+                cgroup::set_memory_limit(&spec.cgroup_parent(), bytes)?;
+            }
         }
         let config = spec.sandbox_config(&self.log_root);
         let log_dir = spec.log_directory(&self.log_root);

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cgroup;
 pub mod cleanup;
+pub mod cluster;
 pub mod cni;
 pub mod config;
 pub mod containerd;

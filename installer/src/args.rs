@@ -69,8 +69,9 @@ pub struct NodeInstallArgs {
     pub containerd_restart: RestartStrategy,
 
     /// Command that restarts containerd, shell-quoted; `none` to never restart. Given, it
-    /// replaces `--containerd-restart`. Without it, `systemd` runs
-    /// `nsenter -t 1 -m -u -i -n -p -- systemctl restart <the preset's service>`.
+    /// replaces `--containerd-restart` and runs in the installer's container. Without it,
+    /// `systemd` runs `systemctl restart <the preset's service>` in the mount, UTS, IPC and
+    /// network namespaces of the host's PID 1 (what `nsenter -t 1 -m -u -i -n` does).
     #[arg(long, env = "SPORE_RESTART_COMMAND")]
     pub restart_command: Option<String>,
 

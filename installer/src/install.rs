@@ -86,7 +86,9 @@ impl Installer {
             },
             (None, RestartStrategy::Systemd) => {
                 let service = presets::service(&platform.services, &host).unwrap_or("containerd");
-                Restarter::Command(restart::systemd_restart_command(service))
+                Restarter::Systemd {
+                    unit: service.to_owned(),
+                }
             }
             // containerd bound its socket at the host path; under a scratch host root (tests,
             // a chroot) at the path inside it.

@@ -7,29 +7,8 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use crate::cri_probe::{self, CriStatus, ProbeError};
+use crate::host_namespaces::{HostNamespaceError, Namespaces};
 use crate::socket_owner;
-
-/// The default way in: enter every namespace of the host's PID 1 (needs `hostPID: true` and a
-/// privileged container), then ask systemd.
-pub fn systemd_restart_command(service: &str) -> Vec<String> {
-    [
-        "nsenter",
-        "-t",
-        "1",
-        "-m",
-        "-u",
-        "-i",
-        "-n",
-        "-p",
-        "--",
-        "systemctl",
-        "restart",
-        service,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
-}
 
 /// Splits a `--restart-command` the way a POSIX shell would (quotes allowed); `none` or an empty
 /// string means "do not restart" (a platform that reloads containerd by itself).
@@ -56,7 +35,10 @@ pub enum RestartStrategy {
 /// What a restart does, resolved from the strategy and `--restart-command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restarter {
-    /// Run this command (systemd through PID 1, or the user's `--restart-command`).
+    /// `systemctl restart <unit>` in the namespaces of the host's PID 1 (the installer runs
+    /// with `hostPID: true`).
+    Systemd { unit: String },
+    /// Run the user's `--restart-command` in the installer's container.
     Command(Vec<String>),
     /// Stop the process listening on one of these socket paths (as it bound them), found in
     /// `/proc` (the installer runs with `hostPID: true`, so that is the host's).
@@ -75,6 +57,12 @@ impl Restarter {
     /// containerd may take to exit before it is killed.
     pub async fn restart(&self, stop_timeout: Duration) -> Result<(), RestartError> {
         match self {
+            Restarter::Systemd { unit } => {
+                let host = Namespaces::of(Path::new("/proc"), 1)?;
+                let args = ["restart".to_owned(), unit.clone()];
+                let shown = format!("systemctl restart {unit} (in PID 1's namespaces)");
+                run(host.command("systemctl", &args), shown).await
+            }
             Restarter::Command(command) => run_command(command).await,
             Restarter::Signal { sockets } => {
                 stop_socket_owner(Path::new("/proc"), sockets, stop_timeout).await
@@ -147,6 +135,8 @@ fn alive(proc: &Path, pid: u32) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestartError {
+    #[error("entering the host's namespaces: {0}")]
+    HostNamespaces(#[from] HostNamespaceError),
     #[error("finding the process serving containerd's socket: {0}")]
     FindOwner(#[from] socket_owner::SocketOwnerError),
     #[error("could not signal containerd (pid {pid}): {source}")]
@@ -171,10 +161,14 @@ pub async fn run_command(command: &[String]) -> Result<(), RestartError> {
     let Some((program, args)) = command.split_first() else {
         return Ok(());
     };
-    let shown = command.join(" ");
+    let mut child = Command::new(program);
+    child.args(args);
+    run(child, command.join(" ")).await
+}
+
+async fn run(mut command: Command, shown: String) -> Result<(), RestartError> {
     tracing::info!(command = %shown, "restarting containerd");
-    let output = Command::new(program)
-        .args(args)
+    let output = command
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -267,10 +261,6 @@ mod tests {
         );
         assert_eq!(parse_command("none"), Some(vec![]));
         assert_eq!(parse_command("echo 'unbalanced"), None);
-        assert_eq!(
-            systemd_restart_command("k3s").last().map(String::as_str),
-            Some("k3s")
-        );
     }
 
     #[tokio::test]

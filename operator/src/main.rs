@@ -1,4 +1,6 @@
-//! `spore-operator`: `run` reconciles WasmApps; `crd` prints the CustomResourceDefinition.
+//! `spore-operator`: `run` reconciles WasmApps; `crd` prints the CustomResourceDefinition;
+//! `node-install` prepares a node; `wait-daemonset` and `idle` serve the uninstall hook (the
+//! images hold nothing but this binary and the shim, so the hook needs no other image).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +34,32 @@ enum Command {
     /// Install the Spore shim on this node and register it with containerd (run by the
     /// node-installer DaemonSet with the host's root mounted); `--uninstall` undoes it.
     NodeInstall(spore_node_install::NodeInstallArgs),
+    /// Wait until a DaemonSet's pods are ready on every node it covers (the uninstall hook's
+    /// Job); when time is up, fail naming each node that has not answered.
+    WaitDaemonset(WaitDaemonsetArgs),
+    /// Run a command in the mount, UTS, IPC and network namespaces of the host's PID 1 (what
+    /// `nsenter -t 1 -m -u -i -n` does; the image has no nsenter), e.g. in a
+    /// `--restart-command`: `spore-operator host-exec -- rc-service containerd restart`.
+    HostExec {
+        /// The program and its arguments, looked up on the host's PATH.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
+    /// Do nothing until SIGTERM (the uninstall DaemonSet's container, ready once its init
+    /// container has restored the node).
+    Idle,
+}
+
+#[derive(Args)]
+struct WaitDaemonsetArgs {
+    /// Name of the DaemonSet.
+    name: String,
+    /// Its namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "spore-system")]
+    namespace: String,
+    /// Seconds to wait before failing.
+    #[arg(long, default_value_t = 300)]
+    timeout_seconds: u64,
 }
 
 #[derive(Args)]
@@ -68,23 +96,68 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::NodeInstall(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+            init_logs();
             spore_node_install::run(args).await?;
             Ok(())
         }
+        Command::WaitDaemonset(args) => {
+            init_logs();
+            let client = kube::Client::try_default()
+                .await
+                .context("connect to the Kubernetes API (in-cluster config or kubeconfig)")?;
+            let result = spore_node_install::rollout_wait::wait_for_daemonset(
+                client,
+                &args.namespace,
+                &args.name,
+                Duration::from_secs(args.timeout_seconds),
+                Duration::from_secs(2),
+            )
+            .await;
+            if let Err(error) = &result {
+                // Where `kubectl describe pod` shows it; only inside a pod, where the kubelet
+                // mounted the file (never created elsewhere).
+                if let Ok(mut file) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/termination-log")
+                {
+                    let _ = std::io::Write::write_all(&mut file, error.to_string().as_bytes());
+                }
+            }
+            result?;
+            Ok(())
+        }
+        Command::HostExec { command } => {
+            let Some((program, args)) = command.split_first() else {
+                anyhow::bail!("host-exec needs a command");
+            };
+            let host = spore_node_install::host_namespaces::Namespaces::of(
+                std::path::Path::new("/proc"),
+                1,
+            )?;
+            let status = host
+                .command(program, args)
+                .status()
+                .await
+                .with_context(|| format!("run {program} in the host's namespaces"))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Command::Idle => {
+            termination_signal().await;
+            Ok(())
+        }
         Command::Run(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+            init_logs();
             run(args).await
         }
     }
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives, or at once if the handler cannot be installed.

@@ -61,6 +61,10 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `USER` (`uid:gid`); empty for root.
+    pub user: Option<String>,
+    /// GOARCH-style architecture (`amd64`, `arm64`); empty for amd64.
+    pub architecture: Option<String>,
 }
 
 /// Builds a single-layer Linux image from files given in memory.
@@ -128,6 +132,18 @@ impl ImageBuilder {
 
     pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
         self.config.working_dir = Some(dir.into());
+        self
+    }
+
+    /// The user the image's process runs as (`65532:65532`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.config.user = Some(user.into());
+        self
+    }
+
+    /// The architecture recorded in the config and the layout's index (default `amd64`).
+    pub fn architecture(mut self, architecture: impl Into<String>) -> Self {
+        self.config.architecture = Some(architecture.into());
         self
     }
 
@@ -208,8 +224,9 @@ impl ImageBuilder {
         builder.into_inner().map_err(tar_err)
     }
 
-    /// Builds the image (linux/amd64).
+    /// Builds the image (linux, amd64 unless [`ImageBuilder::architecture`] says otherwise).
     pub fn build(&self) -> Result<BuiltImage, ImageError> {
+        let architecture = self.config.architecture.as_deref().unwrap_or("amd64");
         let tar = self.layer_tar()?;
         let diff_id = sha256_digest(&tar);
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
@@ -222,7 +239,7 @@ impl ImageBuilder {
         let layer = Blob::new(MEDIA_TYPE_LAYER_GZIP, gz.finish().map_err(gz_err)?);
         let mut config = serde_json::json!({
             "created": "1970-01-01T00:00:00Z",
-            "architecture": "amd64",
+            "architecture": architecture,
             "os": "linux",
             "config": {},
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
@@ -244,11 +261,14 @@ impl ImageBuilder {
         if !c.labels.is_empty() {
             config["config"]["Labels"] = serde_json::json!(c.labels);
         }
+        if let Some(user) = &c.user {
+            config["config"]["User"] = serde_json::json!(user);
+        }
         let config = Blob::new(MEDIA_TYPE_IMAGE_CONFIG, config.to_string().into_bytes());
         Ok(BuiltImage::assemble(
             config,
             vec![layer],
-            Some(("linux".into(), "amd64".into())),
+            Some(("linux".into(), architecture.into())),
         ))
     }
 }

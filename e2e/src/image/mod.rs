@@ -8,6 +8,7 @@
 
 mod builder;
 mod fixtures;
+pub mod spore_images;
 mod wasm;
 
 use std::collections::BTreeMap;

@@ -140,9 +140,13 @@ impl Factory {
             }
             Decision::Wasm(origin) => *origin,
         };
-        // The guest's memory, from reading its bytes on, is the pod's.
-        crate::host::cgroup::join_pod(&spec);
+        // Compiling is the node's cost, like unpacking an image: a cache miss compiles before
+        // the shim joins the pod's cgroup, so an interpreter component's compile (several times
+        // the pod's limit for JavaScript and Python) is not charged to, and OOM-killed in, a pod
+        // limited for what the guest uses. The guest's memory, from linking on, is the pod's.
+        // (A second Wasm container of the same pod that misses the cache compiles inside it.)
         let (compiled, name) = self.sources.guest(origin, options).await?;
+        crate::host::cgroup::join_pod(&spec);
         let (engine, linkers, link_spec) =
             (self.engine.clone(), self.linkers.clone(), spec.clone());
         let guest = tokio::task::spawn_blocking(move || {

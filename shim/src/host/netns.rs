@@ -82,6 +82,8 @@ fn loopback_up() -> std::io::Result<()> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // The request constants are c_ulong while musl's ioctl takes a c_int: `as libc::Ioctl`
+    // builds on both C libraries (the node-installer image's shim is a musl build).
     // SAFETY: `ifreq` is plain data; the name is NUL-terminated within its buffer; the ioctls
     // read and write only that struct.
     let result = unsafe {
@@ -89,11 +91,11 @@ fn loopback_up() -> std::io::Result<()> {
         for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) < 0 {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as libc::Ioctl, &mut request) < 0 {
             Err(std::io::Error::last_os_error())
         } else {
             request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) < 0 {
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS as libc::Ioctl, &request) < 0 {
                 Err(std::io::Error::last_os_error())
             } else {
                 Ok(())

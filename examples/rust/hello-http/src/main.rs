@@ -1,6 +1,7 @@
 //! Spore's HTTP example: a `wasi:http/proxy` component (built with `wstd`'s `http_server` macro).
 //!
 //! - `GET /` answers a greeting and prints `GET /` to stdout (one line per request);
+//! - `GET /healthz` answers `ok` (the probe path `examples/apps/http-autoscaling.yaml` sets);
 //! - `POST /echo` answers the request body;
 //! - `GET /upstream` fetches the URL in the `UPSTREAM_URL` env var and answers its body;
 //! - `GET /slow?ms=N` sleeps N milliseconds, then answers;
@@ -18,6 +19,7 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
     println!("{method} {path}");
     match (method.as_str(), path.as_str()) {
         ("GET", "/") => Ok(Response::new(greeting().into())),
+        ("GET", "/healthz") => Ok(Response::new("ok\n".into())),
         ("POST", "/echo") => {
             let body = request.into_body();
             Ok(Response::new(body))
