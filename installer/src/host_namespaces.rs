@@ -89,7 +89,7 @@ mod tests {
                 "--uts",
                 "sh",
                 "-c",
-                "hostname spore-ns-test; sleep 30",
+                "hostname spore-ns-test; exec sleep 30",
             ])
             .spawn()
             .ok()?;
