@@ -33,6 +33,15 @@ bench_http() {
     # server name, then its command line; the server must listen on $port.
     _bench_http_one "spore" "$results" "$port" "$seconds" \
         env SPORE_STDOUT=/dev/null SPORE_STDERR=/dev/null "$spore" "$wasm" "$port"
+    # The node-installer image ships the shim built for musl (static): measure that build too
+    # when it exists (hack/images.sh builds the shim; this example is built the same way by
+    #   CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release \
+    #     --target x86_64-unknown-linux-musl -p spore-shim --example serve_component).
+    local spore_musl=$root/target/x86_64-unknown-linux-musl/release/examples/serve_component
+    if [[ -x $spore_musl ]]; then
+        _bench_http_one "spore-musl" "$results" "$port" "$seconds" \
+            env SPORE_STDOUT=/dev/null SPORE_STDERR=/dev/null "$spore_musl" "$wasm" "$port"
+    fi
     _bench_http_one "wasmtime-serve" "$results" "$port" "$seconds" \
         "$wasmtime" serve -Scli --addr "127.0.0.1:$port" "$wasm"
 
@@ -47,7 +56,11 @@ bench_http() {
         awk -v c="$conns" '
             $2 == c && $1 == "spore" { s = $3 }
             $2 == c && $1 == "wasmtime-serve" { w = $3 }
-            END { if (w > 0) printf "ratio spore/wasmtime-serve at %d connections: %.2fx\n", c, s / w }
+            $2 == c && $1 == "spore-musl" { m = $3 }
+            END {
+                if (w > 0) printf "ratio spore/wasmtime-serve at %d connections: %.2fx\n", c, s / w
+                if (m > 0 && s > 0) printf "ratio spore-musl/spore (glibc) at %d connections: %.2fx\n", c, m / s
+            }
         ' "$results"
     done
     rm -f "$results"

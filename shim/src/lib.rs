@@ -14,6 +14,7 @@
 //! The crate is a library so that everything below the ttrpc layer is tested directly; `main.rs`
 //! only calls [`containerd::bootstrap::main`].
 
+mod allocator;
 pub mod container;
 pub mod containerd;
 pub mod error;
