@@ -10,8 +10,6 @@ library, called through ctypes) and with JSON Schema. Run through hack/helm-lint
 5. charts/spore/crds/wasmapp.yaml equals crds/wasmapp.yaml.
 """
 
-import copy
-import ctypes
 import json
 import pathlib
 import shutil
@@ -21,67 +19,11 @@ import tempfile
 import jsonschema
 import yaml
 
+from helm_lib import Helm, deep_merge
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "spore"
 SEVERITY = {0: "unknown", 1: "info", 2: "warning", 3: "error"}
-
-
-class Helm:
-    """The few functions of libhelm_sdkpy.so this check needs."""
-
-    def __init__(self, library: pathlib.Path):
-        self.lib = ctypes.CDLL(str(library))
-        self.lib.helm_sdkpy_config_create.argtypes = [ctypes.c_char_p] * 4 + [
-            ctypes.POINTER(ctypes.c_ulonglong)
-        ]
-        self.lib.helm_sdkpy_config_create.restype = ctypes.c_int
-        self.lib.helm_sdkpy_lint.argtypes = [
-            ctypes.c_ulonglong,
-            ctypes.c_char_p,
-            ctypes.POINTER(ctypes.c_void_p),
-        ]
-        self.lib.helm_sdkpy_lint.restype = ctypes.c_int
-        self.lib.helm_sdkpy_last_error.restype = ctypes.c_void_p
-        self.lib.helm_sdkpy_version_string.restype = ctypes.c_void_p
-        self.lib.helm_sdkpy_free.argtypes = [ctypes.c_void_p]
-        handle = ctypes.c_ulonglong()
-        rc = self.lib.helm_sdkpy_config_create(b"default", None, None, b"{}", ctypes.byref(handle))
-        if rc != 0:
-            raise RuntimeError(f"helm_sdkpy_config_create failed: {self.last_error()}")
-        self.handle = handle.value
-
-    def last_error(self) -> str:
-        err = self.lib.helm_sdkpy_last_error()
-        return ctypes.string_at(err).decode() if err else "(no message)"
-
-    def version(self) -> str:
-        ptr = self.lib.helm_sdkpy_version_string()
-        return ctypes.string_at(ptr).decode() if ptr else "?"
-
-    def lint(self, chart: pathlib.Path) -> list:
-        """Helm's lint messages for `chart` as (severity, path) pairs."""
-        out = ctypes.c_void_p()
-        rc = self.lib.helm_sdkpy_lint(self.handle, str(chart).encode(), ctypes.byref(out))
-        if rc != 0:
-            raise RuntimeError(f"helm lint could not run on {chart}: {self.last_error()}")
-        if not out.value:
-            raise RuntimeError("helm lint returned no result")
-        result = json.loads(ctypes.string_at(out.value).decode())
-        self.lib.helm_sdkpy_free(out)
-        messages = [(m.get("Severity", 0), m.get("Path", "")) for m in result.get("Messages") or []]
-        if result.get("Errors"):
-            messages.append((3, f"{len(result['Errors'])} error(s)"))
-        return messages
-
-
-def deep_merge(base, override):
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def chart_copy(work: pathlib.Path, name: str, values=None, templates=None) -> pathlib.Path:

@@ -4,12 +4,21 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 
 use super::ClusterError;
 use super::poll::{self, Look};
+
+/// What the probe pod mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// The host's root, read-only at /host: the pod reads the node's files.
+    HostRoot,
+    /// Nothing: an ordinary pod, a client inside the cluster.
+    Nothing,
+}
 
 /// Runs `script` (busybox `sh -c`) on `node` in `namespace` and returns its output; fails when
 /// the script exits non-zero.
@@ -20,7 +29,7 @@ pub async fn run(
     busybox: &str,
     name: &str,
     script: &str,
-    host_root: bool,
+    mount: Mount,
 ) -> Result<String, ClusterError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut spec = serde_json::json!({
@@ -44,8 +53,7 @@ pub async fn run(
             "volumes": [{"name": "host", "hostPath": {"path": "/", "type": "Directory"}}]
         }
     });
-    if !host_root {
-        // an ordinary pod: no host mount
+    if mount == Mount::Nothing {
         spec["spec"]["volumes"] = serde_json::json!([]);
         spec["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([]);
     }
@@ -95,24 +103,37 @@ pub async fn run(
     Ok(log)
 }
 
-fn describe(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
-    let waiting = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
-        .map(|w| {
-            format!(
-                "{}: {}",
-                w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+fn describe(status: &PodStatus) -> String {
     format!(
         "phase {} {}",
         status.phase.clone().unwrap_or_else(|| "unknown".into()),
-        waiting
+        containers(status)
     )
+}
+
+/// Each (init) container of a pod with its state: `name: waiting REASON MESSAGE (restarts N)`,
+/// `exited CODE MESSAGE`, or `running`, joined by `; ` (also the suite's failure diagnosis).
+pub fn containers(status: &PodStatus) -> String {
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .map(|c| {
+            let state = c.state.clone().unwrap_or_default();
+            let detail = if let Some(w) = state.waiting {
+                format!(
+                    "waiting {} {}",
+                    w.reason.unwrap_or_default(),
+                    w.message.unwrap_or_default()
+                )
+            } else if let Some(t) = state.terminated {
+                format!("exited {} {}", t.exit_code, t.message.unwrap_or_default())
+            } else {
+                "running".to_owned()
+            };
+            format!("{}: {detail} (restarts {})", c.name, c.restart_count)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::apply::{self, Manifest};
 use super::helm::{Helm, Release};
-use super::node_probe;
+use super::node_probe::{self, Mount};
 use super::poll::{self, Look};
 use super::{ClusterError, Steps, SuiteConfig};
 
@@ -95,32 +95,11 @@ async fn diagnose(client: &kube::Client, namespace: &str) {
     if let Ok(list) = pods.list(&ListParams::default()).await {
         for pod in list.items {
             let status = pod.status.clone().unwrap_or_default();
-            let states: Vec<String> = status
-                .init_container_statuses
-                .iter()
-                .flatten()
-                .chain(status.container_statuses.iter().flatten())
-                .map(|c| {
-                    let state = c.state.clone().unwrap_or_default();
-                    let detail = if let Some(w) = state.waiting {
-                        format!(
-                            "waiting {} {}",
-                            w.reason.unwrap_or_default(),
-                            w.message.unwrap_or_default()
-                        )
-                    } else if let Some(t) = state.terminated {
-                        format!("exited {} {}", t.exit_code, t.message.unwrap_or_default())
-                    } else {
-                        "running".to_owned()
-                    };
-                    format!("{}: {detail} (restarts {})", c.name, c.restart_count)
-                })
-                .collect();
             println!(
                 "e2e: diagnose: pod {namespace}/{} {}: {}",
                 pod.name_any(),
-                status.phase.unwrap_or_default(),
-                states.join("; ")
+                status.phase.clone().unwrap_or_default(),
+                node_probe::containers(&status)
             );
         }
     }
@@ -387,7 +366,7 @@ async fn run_steps(config: &SuiteConfig, steps: &mut Steps) -> Result<(), Cluste
                      sleep 1; done; printf 'no 200 in 60 tries; the last answer: %s' \"$out\"; exit 1"
                 );
                 let node = &nodes[0];
-                let answer = probe_pod(&client, apps_ns, node, &busybox, &format!("http-{name}"), &script).await?;
+                let answer = node_probe::run(&client, apps_ns, node, &busybox, &format!("http-{name}"), &script, Mount::Nothing).await?;
                 // the log API gives lines, so the answer's CRLFs come back as LFs
                 let answer = answer.replace("\r\n", "\n");
                 let (head, body) = answer.split_once("\n\n").unwrap_or((answer.as_str(), ""));
@@ -417,22 +396,7 @@ async fn run_steps(config: &SuiteConfig, steps: &mut Steps) -> Result<(), Cluste
                     .first()
                     .ok_or_else(|| ClusterError::Check("hello-cli has no pod".into()))?;
                 let name = pod.name_any();
-                let mut text = pods
-                    .logs(&name, &LogParams::default())
-                    .await
-                    .unwrap_or_default();
-                if !text.contains("hello from Wasm") {
-                    text = pods
-                        .logs(
-                            &name,
-                            &LogParams {
-                                previous: true,
-                                ..LogParams::default()
-                            },
-                        )
-                        .await
-                        .unwrap_or_default();
-                }
+                let text = logs_now_and_before(&pods, &name).await;
                 if !text.contains("hello from Wasm") {
                     return Err(ClusterError::Check(format!(
                         "{name}'s log lacks its greeting: {text:?}"
@@ -688,7 +652,7 @@ async fn node_state(
         busybox,
         "spore-e2e-node-probe",
         &script,
-        true,
+        Mount::HostRoot,
     )
     .await?;
     let lines: Vec<&str> = out.lines().collect();
@@ -702,17 +666,6 @@ async fn node_state(
         shim: shim == "shim",
         runtime_registered: runtime == "runtime",
     })
-}
-
-async fn probe_pod(
-    client: &kube::Client,
-    namespace: &str,
-    node: &str,
-    busybox: &str,
-    name: &str,
-    script: &str,
-) -> Result<String, ClusterError> {
-    node_probe::run(client, namespace, node, busybox, name, script, false).await
 }
 
 /// Waits until the Service `name` has a ready endpoint (its EndpointSlices).
@@ -744,6 +697,26 @@ async fn ready_endpoints(
         },
     )
     .await
+}
+
+/// What `kubectl logs` and `kubectl logs --previous` show of `pod`, one after the other (a
+/// restarted command's output may be in either; a missing one reads as empty).
+async fn logs_now_and_before(pods: &Api<Pod>, pod: &str) -> String {
+    let now = pods
+        .logs(pod, &LogParams::default())
+        .await
+        .unwrap_or_default();
+    let previous = pods
+        .logs(
+            pod,
+            &LogParams {
+                previous: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    format!("{now}\n{previous}")
 }
 
 fn pod_ready(pod: &Pod) -> bool {
@@ -809,26 +782,11 @@ async fn reach(
                     match exited_zero {
                         Some(pod) => {
                             let pod_name = pod.name_any();
-                            let now = pods
-                                .logs(&pod_name, &LogParams::default())
-                                .await
-                                .unwrap_or_default();
-                            let previous = pods
-                                .logs(
-                                    &pod_name,
-                                    &LogParams {
-                                        previous: true,
-                                        ..LogParams::default()
-                                    },
-                                )
-                                .await
-                                .unwrap_or_default();
-                            if now.contains(logs) || previous.contains(logs) {
+                            let text = logs_now_and_before(&pods, &pod_name).await;
+                            if text.contains(logs) {
                                 Look::Done(())
                             } else {
-                                Look::NotYet(format!(
-                                    "{pod_name} exited 0, log {now:?} {previous:?}"
-                                ))
+                                Look::NotYet(format!("{pod_name} exited 0, log {text:?}"))
                             }
                         }
                         None => {
