@@ -23,10 +23,7 @@ bench_http() {
     command -v wrk >/dev/null || { echo "bench-http: wrk is missing (apt-get install wrk)" >&2; return 1; }
     [[ -f $wasm ]] || bash "$root/hack/build-guests.sh"
     [[ -x $spore ]] || (cd "$root" && cargo build -q --release -p spore-shim --example serve_component)
-    if [[ ! -x $wasmtime ]]; then
-        echo "bench-http: installing wasmtime-cli 48.0.8 into .tools/wasmtime-cli (long)" >&2
-        cargo install -q wasmtime-cli --version 48.0.8 --locked --root "$root/.tools/wasmtime-cli"
-    fi
+    bash "$root/hack/install-wasmtime-cli.sh"
 
     local results
     results=$(mktemp)

@@ -11,6 +11,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR="$root/$CARGO_TARGET_DIR" ;; esac
 cargo build --release --target wasm32-wasip2 --manifest-path "$root/examples/rust/Cargo.toml"
+# The HTTP examples are library components (cargo names them with underscores): give them the
+# names of their packages, as the binaries have.
+for lib in hello-http json-api; do
+  cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/${lib//-/_}.wasm" "$CARGO_TARGET_DIR/wasm32-wasip2/release/$lib.wasm"
+done
 cargo build --release --target wasm32-wasip2 --manifest-path "$root/shim/tests/guests/Cargo.toml"
 cargo build --release --target wasm32-wasip1 --manifest-path "$root/shim/tests/guests/Cargo.toml" --bin exit3
 

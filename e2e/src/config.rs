@@ -30,6 +30,8 @@ pub struct ConfigInput<'a> {
     pub sandbox_image: &'a str,
     pub systemd_cgroup: bool,
     pub spore_options: &'a [(String, String)],
+    /// Other runtime handlers, as `(handler name, runtime_type)` (a peer's shim, for benches).
+    pub extra_runtimes: &'a [(String, String)],
     pub log_level: &'a str,
 }
 
@@ -148,6 +150,14 @@ pub fn render(input: &ConfigInput<'_>) -> String {
     for (key, raw) in input.spore_options {
         let _ = writeln!(out, "  {} = {raw}", toml_key(key));
     }
+    for (handler, runtime_type) in input.extra_runtimes {
+        let _ = writeln!(
+            out,
+            "[{runtimes}.{}]\n  runtime_type = {}",
+            toml_key(handler),
+            toml_string(runtime_type)
+        );
+    }
     let _ = writeln!(out, "[{cri_runtime}.cni]");
     match input.version {
         ContainerdVersion::V2 => {
@@ -208,6 +218,7 @@ mod tests {
             sandbox_image: "localhost/spore/pause:3.10",
             systemd_cgroup: false,
             spore_options: opts,
+            extra_runtimes: &[],
             log_level: "info",
         }
     }
@@ -233,6 +244,22 @@ mod tests {
         assert!(text.contains("  LogLevel = \"debug\"\n"));
         assert!(text.contains("Root = \"/tmp/x/state/runc\""));
         assert!(!text.contains("sandbox_image"));
+    }
+
+    #[test]
+    fn extra_runtimes_get_their_own_handler_table() {
+        let paths = ContainerdPaths::for_tests("/tmp/x");
+        let extra = [(
+            "wasmtime".to_owned(),
+            "io.containerd.wasmtime.v1".to_owned(),
+        )];
+        let config = ConfigInput {
+            extra_runtimes: &extra,
+            ..input(ContainerdVersion::V2, &paths, &[])
+        };
+        let text = render(&config);
+        assert!(text.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmtime]\n  runtime_type = \"io.containerd.wasmtime.v1\"\n"));
+        assert!(!render(&input(ContainerdVersion::V2, &paths, &[])).contains("wasmtime"));
     }
 
     #[test]

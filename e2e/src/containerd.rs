@@ -77,6 +77,9 @@ pub struct ContainerdOptions {
     /// Extra entries of the `spore` handler's options table, as `(key, raw TOML value)`, e.g.
     /// `("LogLevel".into(), "\"debug\"".into())`.
     pub spore_options: Vec<(String, String)>,
+    /// Other CRI runtime handlers, as `(handler name, runtime_type)`; their shims must be on
+    /// containerd's `PATH` (e.g. runwasi's `containerd-shim-wasmtime-v1` for the HTTP bench).
+    pub extra_runtimes: Vec<(String, String)>,
     /// Registries (`host:port`) containerd may reach over plain HTTP (a `hosts.toml` each).
     pub plain_http_registries: Vec<String>,
     /// containerd's log level (`debug`, `info`, `warn`).
@@ -97,6 +100,7 @@ impl Default for ContainerdOptions {
             shim_dir: None,
             systemd_cgroup: false,
             spore_options: Vec::new(),
+            extra_runtimes: Vec::new(),
             plain_http_registries: Vec::new(),
             log_level: "info".into(),
             env: Vec::new(),
@@ -134,6 +138,13 @@ impl ContainerdOptions {
 
     pub fn spore_option(mut self, key: impl Into<String>, raw_toml: impl Into<String>) -> Self {
         self.spore_options.push((key.into(), raw_toml.into()));
+        self
+    }
+
+    /// Adds the CRI runtime handler `handler` of type `runtime_type`.
+    pub fn runtime(mut self, handler: impl Into<String>, runtime_type: impl Into<String>) -> Self {
+        self.extra_runtimes
+            .push((handler.into(), runtime_type.into()));
         self
     }
 
@@ -311,6 +322,7 @@ impl Containerd {
             sandbox_image: PAUSE_IMAGE,
             systemd_cgroup: options.systemd_cgroup,
             spore_options: &options.spore_options,
+            extra_runtimes: &options.extra_runtimes,
             log_level: &options.log_level,
         });
         std::fs::write(&paths.config, config).map_err(io_error(&paths.config))?;

@@ -25,7 +25,12 @@ const SIGTERM: Signal = Signal::TERM;
 const SIGKILL: Signal = Signal::KILL;
 
 fn hello_http_wasm() -> Vec<u8> {
-    spore_e2e::tools::guest_wasm("wasm32-wasip2", "hello-http").unwrap_or_else(|e| panic!("{e}"))
+    guest_wasm("hello-http")
+}
+
+/// A wasm32-wasip2 guest built by `hack/build-guests.sh` (an example or a test guest).
+fn guest_wasm(name: &str) -> Vec<u8> {
+    spore_e2e::tools::guest_wasm("wasm32-wasip2", name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A port nothing listens on right now.
@@ -51,10 +56,15 @@ impl Served {
 
     /// `fifo`: stdout is a FIFO, as containerd hands over, instead of a plain file.
     async fn start_with(env: &[(&str, &str)], fifo: bool) -> Served {
+        Served::start_guest("hello-http", env, fifo).await
+    }
+
+    /// The guest `name` (`NAME.wasm` in the rootfs) served as a container.
+    async fn start_guest(name: &str, env: &[(&str, &str)], fifo: bool) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("rootfs");
         std::fs::create_dir_all(&root).expect("rootfs");
-        std::fs::write(root.join("hello-http.wasm"), hello_http_wasm()).expect("guest");
+        std::fs::write(root.join(format!("{name}.wasm")), guest_wasm(name)).expect("guest");
         let stdout = dir.path().join("stdout");
         let stderr = dir.path().join("stderr");
         if fifo {
@@ -68,7 +78,7 @@ impl Served {
         let mut vars = vec![("PORT".to_string(), port.to_string())];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let spec = ContainerSpec {
-            args: vec!["/hello-http.wasm".into()],
+            args: vec![format!("/{name}.wasm")],
             env: vars,
             cwd: "/".into(),
             root,
@@ -76,7 +86,8 @@ impl Served {
         };
         let engine = spore_shim::wasm::engine::shared_engine().expect("engine");
         let linkers = Linkers::new(engine).expect("linkers");
-        let guest = WasmGuest::prepare(engine, &linkers, &spec).expect("prepare hello-http");
+        let guest = WasmGuest::prepare(engine, &linkers, &spec)
+            .unwrap_or_else(|e| panic!("prepare {name}: {e}"));
         assert_eq!(guest.kind().describe(), "wasi:http/proxy component");
         let stdio = StdioPaths::parse(
             "",
@@ -216,6 +227,20 @@ async fn upstream(body: &'static str) -> (u16, JoinHandle<()>) {
         }
     });
     (port, task)
+}
+
+/// hello-http is a library component (only `incoming-handler`); a server built as a binary
+/// also exports `wasi:cli/run`, and is still served as HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_also_exports_cli_run_is_served_as_http() {
+    let served = Served::start_guest("http-and-run", &[], false).await;
+    let (status, body) = served.get("/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "served as http\n")
+    );
+    let status = served.ends_with(SIGKILL).await;
+    assert_eq!(status.code, 137, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

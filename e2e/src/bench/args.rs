@@ -1,11 +1,13 @@
 //! The command line: `spore-bench MODE [N] [--flags]`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::BenchError;
 
-pub const USAGE: &str = "spore-bench start|pod|languages [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
-[--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache]";
+pub const USAGE: &str = "spore-bench start|pod|languages|http [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
+[--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
+[--seconds S] [--connections 1,16,50] [--wasmtime PATH]";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -15,6 +17,8 @@ pub enum Mode {
     Pod,
     /// The Rust, JavaScript and Python examples: size, cold and warm start, req/s.
     Languages,
+    /// HTTP req/s and latency: Spore, runwasi's shim, `wasmtime serve`.
+    Http,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +40,13 @@ pub struct BenchArgs {
     pub cache_n: usize,
     /// `start`: leave the compile cache's columns out.
     pub skip_cache: bool,
+    /// `http`: how long each load run lasts.
+    pub seconds: Duration,
+    /// `http`: the connection counts loaded.
+    pub connections: Vec<usize>,
+    /// `http`: the `wasmtime` binary whose `serve` is compared (default
+    /// `.tools/wasmtime-cli/bin/wasmtime`, where `hack/bench-http.sh` installs it).
+    pub wasmtime: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -45,6 +56,7 @@ impl BenchArgs {
             Some("start") => Mode::Start,
             Some("pod") => Mode::Pod,
             Some("languages") => Mode::Languages,
+            Some("http") => Mode::Http,
             Some(other) => return Err(usage(format!("unknown mode {other:?}"))),
             None => return Err(usage("a mode is required".into())),
         };
@@ -54,6 +66,7 @@ impl BenchArgs {
                 Mode::Start => 20,
                 Mode::Pod => 10,
                 Mode::Languages => 5,
+                Mode::Http => 3,
             },
             shim_dir: crate::tools::target_dir().join("release"),
             handler_a: "spore".into(),
@@ -63,6 +76,9 @@ impl BenchArgs {
             skip_memory: false,
             cache_n: 10,
             skip_cache: false,
+            seconds: Duration::from_secs(10),
+            connections: vec![1, 16, 50],
+            wasmtime: None,
         };
         while let Some(arg) = argv.next() {
             let mut value = |flag: &str| {
@@ -87,6 +103,16 @@ impl BenchArgs {
                 "--skip-memory" => args.skip_memory = true,
                 "--cache-n" => args.cache_n = parse_count(&value("--cache-n")?)?,
                 "--skip-cache" => args.skip_cache = true,
+                "--seconds" => {
+                    args.seconds = Duration::from_secs(parse_count(&value("--seconds")?)? as u64)
+                }
+                "--connections" => {
+                    args.connections = value("--connections")?
+                        .split(',')
+                        .map(parse_count)
+                        .collect::<Result<_, _>>()?;
+                }
+                "--wasmtime" => args.wasmtime = Some(PathBuf::from(value("--wasmtime")?)),
                 positional if !positional.starts_with('-') => args.n = parse_count(positional)?,
                 flag => return Err(usage(format!("unknown flag {flag:?}"))),
             }
@@ -125,6 +151,25 @@ mod tests {
         assert_eq!(pod.pod_counts, [1, 10, 50]);
         let languages = BenchArgs::parse(&["languages", "3"]).expect("valid");
         assert_eq!((languages.mode, languages.n), (Mode::Languages, 3));
+        let http = BenchArgs::parse(&["http"]).expect("valid");
+        assert_eq!((http.mode, http.n), (Mode::Http, 3));
+        assert_eq!(http.seconds, Duration::from_secs(10));
+        assert_eq!(http.connections, [1, 16, 50]);
+        let http = BenchArgs::parse(&[
+            "http",
+            "--seconds",
+            "2",
+            "--connections",
+            "4,1",
+            "--wasmtime",
+            "/w",
+        ])
+        .expect("valid");
+        assert_eq!(
+            (http.seconds.as_secs(), &http.connections[..]),
+            (2, &[4, 1][..])
+        );
+        assert_eq!(http.wasmtime, Some(PathBuf::from("/w")));
     }
 
     #[test]
@@ -162,6 +207,8 @@ mod tests {
             &["start", "--cache-n", "0"][..],
             &["pod", "--pods", "1,x"][..],
             &["pod", "--frobnicate"][..],
+            &["http", "--seconds", "0"][..],
+            &["http", "--connections", "16,x"][..],
         ] {
             let err = BenchArgs::parse(argv).expect_err("invalid");
             assert!(matches!(err, BenchError::Usage(_)), "{argv:?}: {err}");

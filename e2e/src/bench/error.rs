@@ -40,6 +40,8 @@ pub enum BenchError {
         "the shim wrote no compiled code to {dir}: it did not take `CacheDir` from `ctr run --runtime-config-path`"
     )]
     CacheUnused { dir: PathBuf },
+    #[error("load generator: {0}")]
+    Load(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

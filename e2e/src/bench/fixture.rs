@@ -36,6 +36,16 @@ fn read_guest(name: &str) -> Result<Vec<u8>, BenchError> {
 impl Fixture {
     /// `import_pause` for the CRI (the pod bench); `ctr run` needs none.
     pub fn start(shim_dir: &Path, import_pause: bool) -> Result<Fixture, BenchError> {
+        Fixture::start_with_runtimes(shim_dir, import_pause, &[])
+    }
+
+    /// As [`Fixture::start`], with more CRI runtime handlers (`(handler, runtime_type)`), whose
+    /// shims containerd finds on its `PATH`.
+    pub fn start_with_runtimes(
+        shim_dir: &Path,
+        import_pause: bool,
+        runtimes: &[(String, String)],
+    ) -> Result<Fixture, BenchError> {
         let shim = shim_dir.join(spore_format::SHIM_BINARY);
         if !shim.is_file() {
             return Err(BenchError::Io {
@@ -60,13 +70,15 @@ impl Fixture {
             })?;
         let cache_toml = serde_json::Value::from(cache_dir.path().to_string_lossy()).to_string();
         let registry = Registry::start()?;
-        let containerd = Containerd::start(
-            ContainerdOptions::default()
-                .shim_dir(shim_dir)
-                .spore_option("CacheDir", cache_toml)
-                .plain_http_registry(registry.host())
-                .import_pause_image(import_pause),
-        )?;
+        let mut options = ContainerdOptions::default()
+            .shim_dir(shim_dir)
+            .spore_option("CacheDir", cache_toml)
+            .plain_http_registry(registry.host())
+            .import_pause_image(import_pause);
+        for (handler, runtime_type) in runtimes {
+            options = options.runtime(handler, runtime_type);
+        }
+        let containerd = Containerd::start(options)?;
         let wasm_image = wasm.push_http(&registry.host(), "spore/bench-wasm", "1")?;
         let busybox_image =
             busybox()?

@@ -5,10 +5,12 @@
 //! `spore-bench pod [N]`: CRI pod start latency and per-pod PSS, `spore` vs `runc` handlers.
 //! `spore-bench languages [N]`: the Rust, JavaScript and Python examples through the CRI: size,
 //! cold and warm pod start, HTTP req/s.
+//! `spore-bench http [N]`: HTTP req/s and latency of Spore, runwasi's wasmtime shim (when on
+//! `PATH`) and `wasmtime serve`, hello and JSON components, 1/16/50 connections.
 
 use std::process::ExitCode;
 
-use spore_e2e::bench::{BenchArgs, BenchError, Mode, languages, pod, start};
+use spore_e2e::bench::{BenchArgs, BenchError, Mode, http, languages, pod, start};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Mode::Start => start::run(&args),
         Mode::Pod => on_tokio(pod::run(&args)),
         Mode::Languages => on_tokio(languages::run(&args)),
+        Mode::Http => on_tokio(http::run(&args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

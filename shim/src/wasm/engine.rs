@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the engine's epoch advances. A running guest yields to the shim's scheduler at
 /// every tick, so Kill takes effect within about this long, even in an endless loop.
@@ -45,16 +45,40 @@ fn base_config() -> Config {
 /// reserves address space up front; memory is committed as guests touch it and returned to the
 /// kernel when an instance ends. It is what makes a fresh instance per HTTP request cheap
 /// (`docs/http.md` has the numbers).
-fn pooling_config() -> Config {
+fn pooling_config(reset: SlotReset) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * CORE_PER_COMPONENT)
         .total_memories(POOL_INSTANCES * MEMORIES_PER_COMPONENT)
         .total_tables(POOL_INSTANCES * CORE_PER_COMPONENT);
+    if reset == SlotReset::ResidentPages {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+    }
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
+
+/// How a pool slot is given back when its instance ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotReset {
+    /// The pages the instance touched (found with Linux's `PAGEMAP_SCAN` ioctl, 6.7 and later),
+    /// up to [`MEMORY_KEEP_RESIDENT`], are set back to their initial contents and stay mapped;
+    /// only what lies beyond is given back with `madvise`. The next request on the slot takes
+    /// no page faults for them, and the shim no TLB shootdowns across its threads.
+    ResidentPages,
+    /// wasmtime's default: `madvise(MADV_DONTNEED)` over all of it.
+    Madvise,
+}
+
+/// Linear memory per slot reset in place rather than given back (only pages the instance
+/// touched are kept, so an idle slot holds what its last request dirtied, at most this).
+/// `hello-http` dirties about 120 KiB per request; `docs/http.md` has the measurements.
+pub const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// The same for each table.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 fn pooling_wanted() -> bool {
     !matches!(
@@ -68,7 +92,16 @@ fn pooling_wanted() -> bool {
 /// allocator is then used, as `wasmtime serve` does).
 fn new_shared_engine() -> wasmtime::Result<Engine> {
     if pooling_wanted() {
-        match Engine::new(&pooling_config()) {
+        // Without PAGEMAP_SCAN (kernels before 6.7) keeping pages would mean a memset of all
+        // of them per request: the pool then resets with madvise, as wasmtime does by default.
+        match Engine::new(&pooling_config(SlotReset::ResidentPages)) {
+            Ok(engine) => return Ok(engine),
+            Err(err) => tracing::info!(
+                err = %format!("{err:#}"),
+                "pool slots are reset with madvise (no PAGEMAP_SCAN)"
+            ),
+        }
+        match Engine::new(&pooling_config(SlotReset::Madvise)) {
             Ok(engine) => return Ok(engine),
             Err(err) => tracing::warn!(
                 err = %format!("{err:#}"),
@@ -114,4 +147,68 @@ pub fn spawn_epoch_ticker(engine: Engine) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::{Instance, Module, Store};
+
+    /// Reads what a fresh instance must see (0 at 0, the data segment's 42 at 16, 0 on the
+    /// second page), then dirties all three.
+    const DIRTYING_MODULE: &str = r#"
+        (module
+          (memory 2)
+          (data (i32.const 16) "\2a")
+          (func (export "run") (result i32)
+            (i32.add
+              (i32.add (i32.load (i32.const 0)) (i32.load8_u (i32.const 16)))
+              (i32.load (i32.const 65544)))
+            (i32.store (i32.const 0) (i32.const 0x5ec2e7))
+            (i32.store8 (i32.const 16) (i32.const 7))
+            (i32.store (i32.const 65544) (i32.const 0x5ec2e7))))
+    "#;
+
+    fn engines() -> Vec<(SlotReset, Engine)> {
+        [SlotReset::ResidentPages, SlotReset::Madvise]
+            .into_iter()
+            .filter_map(|reset| Some((reset, Engine::new(&pooling_config(reset)).ok()?)))
+            .collect()
+    }
+
+    #[test]
+    fn a_reused_pool_slot_shows_no_trace_of_its_last_instance() {
+        let engines = engines();
+        assert!(!engines.is_empty(), "no pooling engine could be made");
+        for (reset, engine) in engines {
+            let wasm = wat::parse_str(DIRTYING_MODULE).expect("valid wat");
+            let module = Module::new(&engine, wasm).expect("compiles");
+            for round in 0..50 {
+                let mut store = Store::new(&engine, ());
+                store.set_epoch_deadline(u64::MAX / 2);
+                let instance = Instance::new(&mut store, &module, &[]).expect("instantiates");
+                let run = instance
+                    .get_typed_func::<(), i32>(&mut store, "run")
+                    .expect("exported");
+                assert_eq!(
+                    run.call(&mut store, ()).expect("runs"),
+                    42,
+                    "{reset:?}, instance {round}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_with_pagemap_scan_reset_only_resident_pages() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        let resident = Engine::new(&pooling_config(SlotReset::ResidentPages));
+        if version >= (6, 7) {
+            assert!(resident.is_ok(), "kernel {release}: {:?}", resident.err());
+        }
+    }
 }

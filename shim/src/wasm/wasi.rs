@@ -38,6 +38,16 @@ pub fn preopens(spec: &ContainerSpec) -> Vec<Preopen> {
 
 /// A WASI context builder for a guest of `spec` writing to `stdio`.
 pub fn builder(spec: &ContainerSpec, stdio: GuestStdio) -> Result<WasiCtxBuilder, ShimError> {
+    builder_with_preopens(spec, &preopens(spec), stdio)
+}
+
+/// As [`builder`], with the directories already listed (an HTTP container lists them once,
+/// not per request; each request's context still opens its own handles on them).
+pub fn builder_with_preopens(
+    spec: &ContainerSpec,
+    dirs: &[Preopen],
+    stdio: GuestStdio,
+) -> Result<WasiCtxBuilder, ShimError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&spec.args)
@@ -52,7 +62,7 @@ pub fn builder(spec: &ContainerSpec, stdio: GuestStdio) -> Result<WasiCtxBuilder
     if let Some(stderr) = stdio.stderr {
         builder.stderr(stderr);
     }
-    for dir in preopens(spec) {
+    for dir in dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly
         } else {

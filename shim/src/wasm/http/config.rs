@@ -19,6 +19,8 @@ pub const MAX_CONNECTIONS_ENV: &str = "SPORE_HTTP_MAX_CONNECTIONS";
 /// Requests the container runs at once (its share of the pod's instance pool); more are
 /// answered 503 with `Retry-After`.
 pub const MAX_REQUESTS_ENV: &str = "SPORE_HTTP_MAX_REQUESTS_IN_FLIGHT";
+/// Threads serving the container's connections (`crate::wasm::http::serving_threads`).
+pub const THREADS_ENV: &str = "SPORE_HTTP_THREADS";
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +43,9 @@ pub struct HttpConfig {
     pub grace_period: Duration,
     pub max_connections: usize,
     pub max_requests: usize,
+    /// Default: the CPUs the shim may run on (`std::thread::available_parallelism`, which
+    /// follows the affinity mask and the cgroup's CPU quota).
+    pub threads: usize,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +58,7 @@ impl Default for HttpConfig {
             grace_period: DEFAULT_GRACE_PERIOD,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_requests: DEFAULT_MAX_REQUESTS,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -131,6 +137,9 @@ impl HttpConfig {
         if let Some(value) = lookup(MAX_REQUESTS_ENV) {
             config.max_requests = at_least_one(MAX_REQUESTS_ENV, value, "number of requests")?;
         }
+        if let Some(value) = lookup(THREADS_ENV) {
+            config.threads = at_least_one(THREADS_ENV, value, "number of threads")?;
+        }
         Ok(config)
     }
 }
@@ -193,6 +202,7 @@ mod tests {
             ("SPORE_HTTP_GRACE_PERIOD_MS", "0"),
             ("SPORE_HTTP_MAX_CONNECTIONS", "64"),
             ("SPORE_HTTP_MAX_REQUESTS_IN_FLIGHT", "8"),
+            ("SPORE_HTTP_THREADS", "3"),
         ]))
         .expect("valid");
         assert_eq!(
@@ -205,13 +215,14 @@ mod tests {
                 grace_period: Duration::ZERO,
                 max_connections: 64,
                 max_requests: 8,
+                threads: 3,
             }
         );
     }
 
     #[test]
     fn caps_of_zero_are_refused_by_name() {
-        for name in [MAX_CONNECTIONS_ENV, MAX_REQUESTS_ENV] {
+        for name in [MAX_CONNECTIONS_ENV, MAX_REQUESTS_ENV, THREADS_ENV] {
             let err = HttpConfig::from_env(&env(&[(name, "0")])).expect_err("zero");
             assert!(err.to_string().contains(name), "{err}");
         }

@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: the container env variables that tune it (port, timeout, sizes, grace period);
 //! - [`server`]: listening, connections, and the container's end on Kill; [`overload`]: the
-//!   connection cap (requests in flight are capped in [`request`]);
+//!   connection cap (requests in flight are capped in [`request`]); [`serving_threads`]: the
+//!   single-threaded runtimes the connections are served on;
 //! - [`request`]: one request's store, instance, deadline and response;
 //! - [`state`]: the store data and the linker; [`output`]: the container's shared stdout/stderr;
 //!   [`body`]: the request body size limit.
@@ -15,6 +16,7 @@ pub mod output;
 pub mod overload;
 pub mod request;
 pub mod server;
+pub mod serving_threads;
 pub mod state;
 
 pub use config::{HttpConfig, HttpConfigError};

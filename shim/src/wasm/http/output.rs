@@ -5,11 +5,13 @@
 //! is one message, so lines printed by concurrent requests do not interleave inside a line, and
 //! a reader that stops reading slows the guests down (the channel fills) instead of growing memory.
 
+use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
@@ -23,6 +25,49 @@ use crate::host::stdio::{StdioTarget, open_writer};
 const QUEUED_WRITES: usize = 1024;
 /// The most a guest may write in one call.
 const MAX_WRITE: usize = 64 * 1024;
+
+/// Queued writes the writer task takes and writes at once (one syscall for the lines that
+/// concurrent requests printed meanwhile; each write stays whole and in order).
+const BATCHED_WRITES: usize = 64;
+
+/// Where a stream's writer task writes. containerd hands over FIFOs: they are written
+/// non-blocking through tokio's reactor. A regular file (a `file://` target) goes through
+/// tokio's blocking pool, one thread hand-off per write.
+enum Sink {
+    Pipe(pipe::Sender),
+    File(tokio::fs::File),
+}
+
+impl Sink {
+    async fn open(stream: &'static str, path: &std::path::Path) -> Result<Sink, ShimError> {
+        let file = open_writer(stream, path).await?;
+        let metadata = file.metadata().await;
+        if !metadata.is_ok_and(|m| m.file_type().is_fifo()) {
+            return Ok(Sink::File(file));
+        }
+        pipe::Sender::from_file(file.into_std().await)
+            .map(Sink::Pipe)
+            .map_err(|source| ShimError::Stdio {
+                stream,
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Pipe(pipe) => pipe.write_all(bytes).await,
+            Sink::File(file) => file.write_all(bytes).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Pipe(pipe) => pipe.flush().await,
+            Sink::File(file) => file.flush().await,
+        }
+    }
+}
 
 /// One of the container's output streams, as the instances see it.
 #[derive(Clone)]
@@ -57,21 +102,32 @@ impl SharedOutput {
             }
             StdioTarget::Path(path) => path,
         };
-        let mut file = open_writer(stream, path).await?;
+        let mut sink = Sink::open(stream, path).await?;
         let (sender, mut receiver) = mpsc::channel::<Bytes>(QUEUED_WRITES);
         let shown = path.display().to_string();
         let task = tokio::spawn(async move {
             let mut failed = false;
-            while let Some(chunk) = receiver.recv().await {
-                if failed {
-                    continue;
+            let mut batch = Vec::with_capacity(BATCHED_WRITES);
+            let mut joined = Vec::new();
+            while receiver.recv_many(&mut batch, BATCHED_WRITES).await > 0 {
+                if !failed {
+                    let written = match batch.as_slice() {
+                        [one] => sink.write_all(one).await,
+                        many => {
+                            joined.clear();
+                            many.iter()
+                                .for_each(|chunk| joined.extend_from_slice(chunk));
+                            sink.write_all(&joined).await
+                        }
+                    };
+                    if let Err(err) = written {
+                        tracing::warn!(%err, stream, path = %shown, "cannot write guest output; dropping the rest");
+                        failed = true;
+                    }
                 }
-                if let Err(err) = file.write_all(&chunk).await {
-                    tracing::warn!(%err, stream, path = %shown, "cannot write guest output; dropping the rest");
-                    failed = true;
-                }
+                batch.clear();
             }
-            let _ = file.flush().await;
+            let _ = sink.flush().await;
         });
         Ok((
             SharedOutput {
@@ -242,6 +298,66 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "one\ntwo\nthree\nfour\n"
+        );
+    }
+
+    /// A FIFO in `dir` and a thread that reads it to EOF.
+    fn fifo_with_reader(
+        dir: &std::path::Path,
+    ) -> (
+        std::path::PathBuf,
+        std::thread::JoinHandle<std::io::Result<String>>,
+    ) {
+        let path = dir.join("fifo");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid, NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let reader_path = path.clone();
+        (
+            path,
+            std::thread::spawn(move || std::fs::read_to_string(reader_path)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_fifo_is_written_through_the_reactor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, reader) = fifo_with_reader(dir.path());
+        let mut sink = Sink::open("stdout", &path).await.expect("open");
+        assert!(
+            matches!(sink, Sink::Pipe(_)),
+            "a FIFO went to tokio's blocking pool"
+        );
+        sink.write_all(b"through the reactor\n")
+            .await
+            .expect("write");
+        drop(sink);
+        let read = reader.join().expect("reader thread").expect("read");
+        assert_eq!(read, "through the reactor\n");
+    }
+
+    #[tokio::test]
+    async fn queued_lines_reach_a_fifo_whole_and_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, reader) = fifo_with_reader(dir.path());
+        let (output, writer) = SharedOutput::open("stdout", &StdioTarget::Path(path))
+            .await
+            .expect("open");
+        // More lines than one batch, queued faster than they are written.
+        let lines: Vec<String> = (0..3 * BATCHED_WRITES)
+            .map(|i| format!("line {i}:{}\n", "x".repeat(i % 97)))
+            .collect();
+        for line in &lines {
+            output.write_line(line.trim_end()).await;
+        }
+        drop(output);
+        writer.finish().await;
+        let read = reader.join().expect("reader thread").expect("read");
+        assert!(
+            read == lines.concat(),
+            "{} bytes read, {} written",
+            read.len(),
+            lines.concat().len()
         );
     }
 

@@ -32,6 +32,7 @@ use crate::wasm::http::output::SharedOutput;
 use crate::wasm::http::state::HttpState;
 use crate::wasm::limits::{GuestLimits, MemoryBusy, MemoryLimitExceeded};
 use crate::wasm::names::ContainerNames;
+use crate::wasm::wasi::{Preopen, builder_with_preopens, preopens};
 
 /// `Retry-After` (seconds) of a request answered 503 because the requests in flight hold the
 /// container's memory or all its instance slots.
@@ -42,6 +43,8 @@ pub struct RequestHandler {
     pre: ProxyPre<HttpState>,
     config: HttpConfig,
     spec: ContainerSpec,
+    /// The container's directories, listed once (`crate::wasm::wasi::preopens`).
+    preopens: Vec<Preopen>,
     stdout: SharedOutput,
     stderr: SharedOutput,
     usage: Arc<Usage>,
@@ -72,6 +75,7 @@ impl RequestHandler {
     ) -> Self {
         RequestHandler {
             pre,
+            preopens: preopens(&spec),
             spec,
             stdout,
             stderr,
@@ -216,7 +220,7 @@ impl RequestHandler {
             stderr: None,
             stderr_tail: None,
         };
-        let mut builder = crate::wasm::wasi::builder(&self.spec, no_stdio)?;
+        let mut builder = builder_with_preopens(&self.spec, &self.preopens, no_stdio)?;
         builder.stdout(self.stdout.clone());
         builder.stderr(self.stderr.clone());
         let state = HttpState {

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 server of one container: accepts connections on `0.0.0.0:$PORT` in the shim's
-//! network namespace, serves each request with a fresh instance from the guest's `ProxyPre`, and
+//! network namespace, hands each to one of the container's serving threads, serves each request
+//! with a fresh instance from the guest's `ProxyPre`, and
 //! ends on the container's Kill: SIGKILL at once, any other signal after draining in-flight
 //! requests (up to the grace period).
 
@@ -21,6 +22,7 @@ use crate::wasm::http::config::HttpConfig;
 use crate::wasm::http::output::{OutputWriter, SharedOutput};
 use crate::wasm::http::overload::{self, Admission, ConnectionGate};
 use crate::wasm::http::request::RequestHandler;
+use crate::wasm::http::serving_threads::ServingThreads;
 use crate::wasm::http::state::HttpState;
 use crate::wasm::names::ContainerNames;
 use wasmtime_wasi_http::io::TokioIo;
@@ -65,6 +67,13 @@ impl HttpGuest {
             Ok(opened) => opened,
             Err(e) => return ExitStatus::new(1, Some(e.to_string())),
         };
+        let threads = match ServingThreads::start(self.config.threads, "spore-http") {
+            Ok(threads) => threads,
+            Err(err) => {
+                let message = format!("cannot start the HTTP serving threads: {err}");
+                return ExitStatus::new(1, Some(message));
+            }
+        };
         let status = match listen(self.config.port) {
             Ok(listener) => {
                 let handler = Arc::new(RequestHandler::new(
@@ -76,7 +85,7 @@ impl HttpGuest {
                     usage,
                     self.names.clone(),
                 ));
-                accept_until_killed(listener, handler, &self.config, &mut kill).await
+                accept_until_killed(listener, handler, &threads, &self.config, &mut kill).await
             }
             Err(err) => ExitStatus::new(1, Some(err.to_string())),
         };
@@ -114,6 +123,7 @@ fn listen(port: u16) -> Result<TcpListener, ListenError> {
 async fn accept_until_killed(
     listener: TcpListener,
     handler: Arc<RequestHandler>,
+    threads: &ServingThreads,
     config: &HttpConfig,
     kill: &mut watch::Receiver<Option<Signal>>,
 ) -> ExitStatus {
@@ -125,11 +135,22 @@ async fn accept_until_killed(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match gate.admit().await {
                     Admission::Serve(place) => {
+                        // The socket moves to the serving thread's own reactor.
+                        let socket = match stream.into_std() {
+                            Ok(socket) => socket,
+                            Err(err) => {
+                                tracing::debug!(%err, "an accepted connection could not be handed over");
+                                continue;
+                            }
+                        };
                         let (handler, drain) = (handler.clone(), drain.clone());
-                        connections.spawn(async move {
-                            serve_connection(stream, handler, drain).await;
+                        connections.spawn_on(async move {
+                            match TcpStream::from_std(socket) {
+                                Ok(stream) => serve_connection(stream, handler, drain).await,
+                                Err(err) => tracing::debug!(%err, "a connection could not be registered"),
+                            }
                             drop(place);
-                        });
+                        }, threads.next());
                     }
                     Admission::Refuse(slot) => {
                         connections.spawn(overload::refuse(stream, slot));
