@@ -81,28 +81,36 @@ mod tests {
             .to_string()
     }
 
-    /// A process in new mount and UTS namespaces (root only: `unshare` needs CAP_SYS_ADMIN).
+    /// A process in new mount and UTS namespaces whose hostname is set (root only: `unshare`
+    /// needs CAP_SYS_ADMIN). It says `ready` once `hostname` has run: being in the new
+    /// namespace is not enough, the name is set a moment later (a run under load read the
+    /// host's name).
     fn process_in_new_namespaces() -> Option<std::process::Child> {
-        let child = std::process::Command::new("unshare")
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("unshare")
             .args([
                 "--mount",
                 "--uts",
                 "sh",
                 "-c",
-                "hostname spore-ns-test; exec sleep 30",
+                "hostname spore-ns-test && echo ready && exec sleep 30",
             ])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .ok()?;
-        let me = std::process::id();
-        // Wait until the sleeping process (the shell's exec'd child or the shell) shows the new
-        // namespace.
-        for _ in 0..200 {
-            if namespace_of(child.id(), "uts") != namespace_of(me, "uts") {
-                return Some(child);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
         }
-        None
+        assert_ne!(
+            namespace_of(child.id(), "uts"),
+            namespace_of(std::process::id(), "uts")
+        );
+        Some(child)
     }
 
     #[tokio::test]
