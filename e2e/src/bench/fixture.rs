@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::BenchError;
 use crate::image::{ImageBuilder, busybox};
-use crate::{Containerd, ContainerdOptions, Registry};
+use crate::{Containerd, ContainerdOptions, CriClient, Registry};
 
 pub struct Fixture {
     pub registry: Registry,
@@ -91,6 +91,30 @@ impl Fixture {
             busybox_image,
             cache_dir,
         })
+    }
+}
+
+impl Fixture {
+    /// A plain image with the component `wasm` at `/app.wasm` as its entrypoint, pushed as
+    /// `repo:1` and pulled through CRI; returns its reference and the component's size in bytes.
+    pub async fn push_component(
+        &self,
+        cri: &mut CriClient,
+        wasm: &Path,
+        repo: &str,
+    ) -> Result<(String, u64), BenchError> {
+        let bytes = std::fs::read(wasm).map_err(|source| BenchError::MissingGuest {
+            path: wasm.to_path_buf(),
+            source,
+        })?;
+        let size = bytes.len() as u64;
+        let reference = ImageBuilder::new()
+            .file("/app.wasm", bytes)
+            .entrypoint(["/app.wasm"])
+            .build()?
+            .push_http(&self.registry.host(), repo, "1")?;
+        cri.pull_image(&reference).await?;
+        Ok((reference, size))
     }
 }
 

@@ -14,7 +14,6 @@ use super::fixture::{Fixture, guest_path, machine_line};
 use super::stats::{Summary, Table, ratio};
 use super::wrk::{self, Load, WrkRun};
 use super::{BenchArgs, BenchError};
-use crate::image::ImageBuilder;
 use crate::{ContainerSpec, CriClient, Pod, PodSpec};
 
 /// runwasi's wasmtime shim and its containerd runtime type.
@@ -76,26 +75,12 @@ impl Server {
     }
 }
 
-/// A started server: where it listens and what to stop.
-enum Running {
-    Pod {
-        pod: Pod,
-        host: String,
-    },
-    /// A process in the network namespace of `pod` (a runc pod with no containers).
-    Process {
-        child: Child,
-        pod: Pod,
-        host: String,
-    },
-}
-
-impl Running {
-    fn host(&self) -> &str {
-        match self {
-            Running::Pod { host, .. } | Running::Process { host, .. } => host,
-        }
-    }
+/// A started server: its pod, where it listens, and for `wasmtime serve` its process (in the
+/// network namespace of the pod, a runc pod with no containers).
+struct Running {
+    pod: Pod,
+    host: String,
+    process: Option<Child>,
 }
 
 /// The figures of one (workload, server, connections) cell over the rounds.
@@ -164,7 +149,13 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let workloads = workloads();
     let mut images = Vec::new();
     for workload in &workloads {
-        images.push(push(&fixture, &mut cri, workload).await?);
+        let repo = format!("spore/bench-http-{}", workload.name);
+        images.push(
+            fixture
+                .push_component(&mut cri, &workload.wasm, &repo)
+                .await?
+                .0,
+        );
     }
     // cells[workload][server][connection count]
     let mut cells: Vec<Vec<Vec<Cell>>> = workloads
@@ -191,7 +182,7 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
                         return Err(err);
                     }
                 };
-                let host = running.host().to_string();
+                let host = running.host.clone();
                 let load = workload.load.clone();
                 let dir = scratch.path().to_path_buf();
                 let conns = connections.clone();
@@ -257,29 +248,6 @@ fn wasmtime_version(binary: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// The workload's component at `/app.wasm` of a plain image, pulled through CRI.
-async fn push(
-    fixture: &Fixture,
-    cri: &mut CriClient,
-    workload: &Workload,
-) -> Result<String, BenchError> {
-    let bytes = std::fs::read(&workload.wasm).map_err(|source| BenchError::MissingGuest {
-        path: workload.wasm.clone(),
-        source,
-    })?;
-    let reference = ImageBuilder::new()
-        .file("/app.wasm", bytes)
-        .entrypoint(["/app.wasm"])
-        .build()?
-        .push_http(
-            &fixture.registry.host(),
-            &format!("spore/bench-http-{}", workload.name),
-            "1",
-        )?;
-    cri.pull_image(&reference).await?;
-    Ok(reference)
-}
-
 async fn start(
     cri: &mut CriClient,
     server: &Server,
@@ -287,66 +255,23 @@ async fn start(
     image: &str,
     tag: &str,
 ) -> Result<Running, BenchError> {
-    let running = match server {
-        Server::Pod { handler, .. } => {
-            let pod = cri
-                .run_pod(PodSpec::new(&format!("http-{tag}"), "default", handler))
-                .await?;
-            let spec = ContainerSpec::new("main", image).memory_limit(MEMORY_LIMIT);
-            cri.run_container(&pod, &spec).await?;
-            let ip = cri.pod_ip(&pod.id).await?.ok_or(BenchError::Timeout {
-                what: "the pod's IP".into(),
-                secs: 0.0,
-            })?;
-            Running::Pod {
-                pod,
-                host: format!("{ip}:{POD_PORT}"),
-            }
-        }
-        Server::WasmtimeServe { binary, .. } => {
-            // In the network namespace of a runc pod, so that its requests take the same path
-            // (CNI bridge and veth) as the pods'.
-            let pod = cri
-                .run_pod(PodSpec::new(&format!("serve-{tag}"), "default", "runc"))
-                .await?;
-            let (ip, netns) = (
-                cri.pod_ip(&pod.id).await?,
-                cri.pod_netns_path(&pod.id).await?,
-            );
-            let (Some(ip), Some(netns)) = (ip, netns) else {
-                cri.teardown_pod(&pod).await?;
-                return Err(BenchError::Timeout {
-                    what: "the runc pod's IP and network namespace".into(),
-                    secs: 0.0,
-                });
-            };
-            let child = Command::new("nsenter")
-                .arg(format!("--net={}", netns.display()))
-                .arg(binary)
-                .args(["serve", "-Scli", "--addr", &format!("0.0.0.0:{POD_PORT}")])
-                .arg(&workload.wasm)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|source| BenchError::Spawn {
-                    what: format!("nsenter {} serve", binary.display()),
-                    source,
-                });
-            match child {
-                Ok(child) => Running::Process {
-                    child,
-                    pod,
-                    host: format!("{ip}:{POD_PORT}"),
-                },
-                Err(err) => {
-                    cri.teardown_pod(&pod).await?;
-                    return Err(err);
-                }
-            }
+    // `wasmtime serve` runs in the network namespace of a runc pod, so that its requests take
+    // the same path (CNI bridge and veth) as the pods'.
+    let handler = match server {
+        Server::Pod { handler, .. } => handler,
+        Server::WasmtimeServe { .. } => "runc",
+    };
+    let pod = cri
+        .run_pod(PodSpec::new(&format!("http-{tag}"), "default", handler))
+        .await?;
+    let running = match launch(cri, server, workload, image, &pod).await {
+        Ok((host, process)) => Running { pod, host, process },
+        Err(err) => {
+            cri.teardown_pod(&pod).await?;
+            return Err(err);
         }
     };
-    let url = format!("http://{}/healthz", running.host());
+    let url = format!("http://{}/healthz", running.host);
     let t0 = Instant::now();
     while !crate::http::request("GET", &url, &[], b"").is_ok_and(|r| r.status == 200) {
         if t0.elapsed() > START_LIMIT {
@@ -362,15 +287,58 @@ async fn start(
     Ok(running)
 }
 
-async fn stop(cri: &mut CriClient, running: Running) -> Result<(), BenchError> {
-    match running {
-        Running::Pod { pod, .. } => cri.teardown_pod(&pod).await?,
-        Running::Process { mut child, pod, .. } => {
-            let _ = child.kill();
-            let _ = child.wait();
-            cri.teardown_pod(&pod).await?;
+/// Starts what serves in `pod`: its container, or the `wasmtime serve` process in its network
+/// namespace. Returns the address it serves at and that process.
+async fn launch(
+    cri: &mut CriClient,
+    server: &Server,
+    workload: &Workload,
+    image: &str,
+    pod: &Pod,
+) -> Result<(String, Option<Child>), BenchError> {
+    let ip = cri.pod_ip(&pod.id).await?.ok_or(BenchError::Timeout {
+        what: "the pod's IP".into(),
+        secs: 0.0,
+    })?;
+    let host = format!("{ip}:{POD_PORT}");
+    match server {
+        Server::Pod { .. } => {
+            let spec = ContainerSpec::new("main", image).memory_limit(MEMORY_LIMIT);
+            cri.run_container(pod, &spec).await?;
+            Ok((host, None))
+        }
+        Server::WasmtimeServe { binary, .. } => {
+            let netns = cri
+                .pod_netns_path(&pod.id)
+                .await?
+                .ok_or(BenchError::Timeout {
+                    what: "the runc pod's network namespace".into(),
+                    secs: 0.0,
+                })?;
+            let child = Command::new("nsenter")
+                .arg(format!("--net={}", netns.display()))
+                .arg(binary)
+                .args(["serve", "-Scli", "--addr", &format!("0.0.0.0:{POD_PORT}")])
+                .arg(&workload.wasm)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|source| BenchError::Spawn {
+                    what: format!("nsenter {} serve", binary.display()),
+                    source,
+                })?;
+            Ok((host, Some(child)))
         }
     }
+}
+
+async fn stop(cri: &mut CriClient, running: Running) -> Result<(), BenchError> {
+    if let Some(mut child) = running.process {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    cri.teardown_pod(&running.pod).await?;
     Ok(())
 }
 

@@ -13,7 +13,6 @@ use super::fixture::{Fixture, guest_path, machine_line};
 use super::stats::{Summary, Table, fmt_ms, millis};
 use super::{BenchArgs, BenchError};
 use crate::cri_log::read_cri_log;
-use crate::image::ImageBuilder;
 use crate::{ContainerSpec, CriClient, PodSpec};
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -71,9 +70,8 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     for language in languages() {
         eprintln!("{}: pushing its command and HTTP components", language.name);
         let (command, command_size) =
-            push(&fixture, &mut cri, &language.command, "cmd", language.name).await?;
-        let (http, http_size) =
-            push(&fixture, &mut cri, &language.http, "http", language.name).await?;
+            push(&fixture, &mut cri, &language, &language.command, "cmd").await?;
+        let (http, http_size) = push(&fixture, &mut cri, &language, &language.http, "http").await?;
         let mut command_starts = Vec::new();
         let mut http_starts = Vec::new();
         for i in 0..=args.n {
@@ -104,28 +102,16 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// A plain image with the component at `/app.wasm` as its entrypoint, pulled through CRI;
-/// returns its reference and the component's size in bytes.
+/// One of a language's components, as `spore/bench-LANGUAGE-KIND:1`.
 async fn push(
     fixture: &Fixture,
     cri: &mut CriClient,
-    wasm: &PathBuf,
+    language: &Language,
+    wasm: &std::path::Path,
     kind: &str,
-    language: &str,
 ) -> Result<(String, u64), BenchError> {
-    let bytes = std::fs::read(wasm).map_err(|source| BenchError::MissingGuest {
-        path: wasm.clone(),
-        source,
-    })?;
-    let size = bytes.len() as u64;
-    let repo = format!("spore/bench-{}-{kind}", language.to_ascii_lowercase());
-    let reference = ImageBuilder::new()
-        .file("/app.wasm", bytes)
-        .entrypoint(["/app.wasm"])
-        .build()?
-        .push_http(&fixture.registry.host(), &repo, "1")?;
-    cri.pull_image(&reference).await?;
-    Ok((reference, size))
+    let repo = format!("spore/bench-{}-{kind}", language.name.to_ascii_lowercase());
+    fixture.push_component(cri, wasm, &repo).await
 }
 
 /// RunPodSandbox to the command's first log line, in ms.

@@ -166,6 +166,17 @@ const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// read-write, the descriptor that is kept, as containerd's runc shim does: a reader that goes
 /// away (`ctr run -d` exits) does not turn the guest's next write into a broken pipe.
 pub async fn open_writer(stream: &'static str, path: &Path) -> Result<tokio::fs::File, ShimError> {
+    open_output(stream, path).await.map(|opened| opened.file)
+}
+
+/// A stream opened by [`open_output`], and whether it is a FIFO (else a regular file).
+pub struct OpenedOutput {
+    pub file: tokio::fs::File,
+    pub is_fifo: bool,
+}
+
+/// [`open_writer`], saying whether `path` turned out to be a FIFO.
+pub async fn open_output(stream: &'static str, path: &Path) -> Result<OpenedOutput, ShimError> {
     let error = |source| ShimError::Stdio {
         stream,
         path: path.display().to_string(),
@@ -189,7 +200,7 @@ pub async fn open_writer(stream: &'static str, path: &Path) -> Result<tokio::fs:
         .await
         .map_err(error)?;
     drop(reader_present);
-    Ok(file)
+    Ok(OpenedOutput { file, is_fifo })
 }
 
 /// Waits (cancellably) until a reader has the FIFO at `path` open: a non-blocking write-only

@@ -76,7 +76,7 @@ enum SlotReset {
 /// Linear memory per slot reset in place rather than given back (only pages the instance
 /// touched are kept, so an idle slot holds what its last request dirtied, at most this).
 /// `hello-http` dirties about 120 KiB per request; `docs/http.md` has the measurements.
-pub const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 /// The same for each table.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 

@@ -5,7 +5,6 @@
 //! is one message, so lines printed by concurrent requests do not interleave inside a line, and
 //! a reader that stops reading slows the guests down (the channel fills) instead of growing memory.
 
-use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,7 +18,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::error::ShimError;
-use crate::host::stdio::{StdioTarget, open_writer};
+use crate::host::stdio::{OpenedOutput, StdioTarget, open_output};
 
 /// Writes waiting for the writer task, per stream.
 const QUEUED_WRITES: usize = 1024;
@@ -40,9 +39,8 @@ enum Sink {
 
 impl Sink {
     async fn open(stream: &'static str, path: &std::path::Path) -> Result<Sink, ShimError> {
-        let file = open_writer(stream, path).await?;
-        let metadata = file.metadata().await;
-        if !metadata.is_ok_and(|m| m.file_type().is_fifo()) {
+        let OpenedOutput { file, is_fifo } = open_output(stream, path).await?;
+        if !is_fifo {
             return Ok(Sink::File(file));
         }
         pipe::Sender::from_file(file.into_std().await)
