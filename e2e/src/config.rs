@@ -35,6 +35,10 @@ pub struct ConfigInput<'a> {
     pub log_level: &'a str,
 }
 
+/// The CRI handler of Spore's shim with runc running the pod's sandbox (`Sandbox = "runc"`),
+/// in every containerd the suite starts.
+pub const SPORE_RUNC_SANDBOX_HANDLER: &str = "spore-runc-sandbox";
+
 /// A TOML basic string.
 pub fn toml_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -143,12 +147,18 @@ pub fn render(input: &ConfigInput<'_>) -> String {
         "[{runtimes}.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n[{runtimes}.runc.options]\n  SystemdCgroup = {systemd}\n  Root = {}",
         path_string(&p.runc_root)
     );
-    let _ = writeln!(
-        out,
-        "[{runtimes}.spore]\n  runtime_type = \"io.containerd.spore.v1\"\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[{runtimes}.spore.options]\n  SystemdCgroup = {systemd}"
-    );
-    for (key, raw) in input.spore_options {
-        let _ = writeln!(out, "  {} = {raw}", toml_key(key));
+    // `spore`, and the same shim with runc running the pod's sandbox (for comparison).
+    for (handler, sandbox) in [("spore", None), (SPORE_RUNC_SANDBOX_HANDLER, Some("runc"))] {
+        let _ = writeln!(
+            out,
+            "[{runtimes}.{handler}]\n  runtime_type = \"io.containerd.spore.v1\"\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[{runtimes}.{handler}.options]\n  SystemdCgroup = {systemd}"
+        );
+        if let Some(sandbox) = sandbox {
+            let _ = writeln!(out, "  Sandbox = {}", toml_string(sandbox));
+        }
+        for (key, raw) in input.spore_options {
+            let _ = writeln!(out, "  {} = {raw}", toml_key(key));
+        }
     }
     for (handler, runtime_type) in input.extra_runtimes {
         let _ = writeln!(
@@ -238,6 +248,7 @@ mod tests {
         let text = render(&input(ContainerdVersion::V2, &paths, &opts));
         assert!(text.contains("version = 3\n"));
         assert!(text.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.spore]\n  runtime_type = \"io.containerd.spore.v1\""));
+        assert!(text.contains("runtimes.spore-runc-sandbox.options]\n  SystemdCgroup = false\n  Sandbox = \"runc\""), "{text}");
         assert!(text.contains("[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"localhost/spore/pause:3.10\""));
         assert!(text.contains("restrict_oom_score_adj = true"));
         assert!(text.contains("bin_dirs = [\"/usr/lib/cni\"]"));

@@ -104,6 +104,8 @@ pub struct PodSpec {
     /// The pod's DNS config, as the kubelet sends it (containerd writes the pod's resolv.conf
     /// from it): the cluster DNS, the search list of the pod's namespace, `ndots:5`.
     pub dns: cri::DnsConfig,
+    /// `shareProcessNamespace: true`: the containers share the sandbox's PID namespace.
+    pub share_process_namespace: bool,
 }
 
 impl PodSpec {
@@ -129,6 +131,16 @@ impl PodSpec {
                 ],
                 options: vec!["ndots:5".into()],
             },
+            share_process_namespace: false,
+        }
+    }
+
+    /// The PID namespace mode the kubelet sends for the sandbox and every container.
+    pub fn pid_mode(&self) -> i32 {
+        if self.share_process_namespace {
+            cri::NamespaceMode::Pod as i32
+        } else {
+            cri::NamespaceMode::Container as i32
         }
     }
 
@@ -171,7 +183,7 @@ impl PodSpec {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,
-                        pid: cri::NamespaceMode::Container as i32,
+                        pid: self.pid_mode(),
                         ipc: cri::NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),
@@ -334,7 +346,7 @@ impl ContainerSpec {
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Pod as i32,
-                        pid: cri::NamespaceMode::Container as i32,
+                        pid: pod.pid_mode(),
                         ipc: cri::NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),

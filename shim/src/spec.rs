@@ -25,6 +25,19 @@ pub enum NetworkNamespace {
     Path(PathBuf),
 }
 
+/// What a pod sandbox's spec asks of its namespaces besides the network: which it makes new
+/// (an entry without a path). CRI gives a sandbox new IPC and UTS namespaces, a new PID
+/// namespace unless the pod uses the host's, and a user namespace with `hostUsers: false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxNamespaces {
+    pub new_ipc: bool,
+    pub new_uts: bool,
+    pub new_pid: bool,
+    /// A user namespace, or any namespace other than the network joined by path: what only
+    /// runc does for a sandbox.
+    pub needs_runc: bool,
+}
+
 /// A mount from the spec: the guest path, the host path, and whether it is read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
@@ -48,6 +61,8 @@ pub struct ContainerSpec {
     pub annotations: HashMap<String, String>,
     pub network: NetworkNamespace,
     pub cgroups_path: Option<String>,
+    pub hostname: Option<String>,
+    pub sandbox_namespaces: SandboxNamespaces,
 }
 
 impl ContainerSpec {
@@ -133,6 +148,11 @@ impl ContainerSpec {
         let cgroups_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.to_string_lossy().into_owned());
+        let sandbox_namespaces = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .map(|namespaces| sandbox_namespaces(namespaces))
+            .unwrap_or_default();
+        let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         ContainerSpec {
             args,
             env,
@@ -144,6 +164,8 @@ impl ContainerSpec {
             annotations: spec.annotations().clone().unwrap_or_default(),
             network,
             cgroups_path,
+            hostname,
+            sandbox_namespaces,
         }
     }
 
@@ -173,6 +195,28 @@ impl ContainerSpec {
         };
         Some(join_inside(&self.root, &relative))
     }
+}
+
+fn sandbox_namespaces(namespaces: &[oci_spec::runtime::LinuxNamespace]) -> SandboxNamespaces {
+    let mut found = SandboxNamespaces::default();
+    for ns in namespaces {
+        let joined = ns
+            .path()
+            .as_ref()
+            .is_some_and(|p| !p.as_os_str().is_empty());
+        match ns.typ() {
+            LinuxNamespaceType::Network => {}
+            LinuxNamespaceType::User => found.needs_runc = true,
+            _ if joined => found.needs_runc = true,
+            LinuxNamespaceType::Ipc => found.new_ipc = true,
+            LinuxNamespaceType::Uts => found.new_uts = true,
+            LinuxNamespaceType::Pid => found.new_pid = true,
+            // A mount namespace holds the pause image's rootfs, a cgroup namespace its view of
+            // the cgroups: the init needs neither, and no container joins them.
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Joins `guest_path` (absolute inside the container) below `root`, dropping `..` components
@@ -217,6 +261,36 @@ mod tests {
             "namespaces": [{"type": "network", "path": "/var/run/netns/cni-1"}, {"type": "mount"}]
         }
     }"#;
+
+    #[test]
+    fn a_sandbox_spec_names_its_new_namespaces_and_what_only_runc_makes() {
+        let pod = r#"{"ociVersion": "1.1.0", "hostname": "web-1", "linux": {"namespaces": [
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "network", "path": "/var/run/netns/cni-1"}]}}"#;
+        let spec = ContainerSpec::from_spec(&spec_from_json(pod), Path::new("/b"));
+        assert_eq!(spec.hostname.as_deref(), Some("web-1"));
+        assert_eq!(
+            spec.sandbox_namespaces,
+            SandboxNamespaces {
+                new_ipc: true,
+                new_uts: true,
+                new_pid: true,
+                needs_runc: false
+            }
+        );
+        let host_pid_and_users = r#"{"ociVersion": "1.1.0", "linux": {"namespaces": [
+            {"type": "ipc"}, {"type": "user"}]}}"#;
+        let spec = ContainerSpec::from_spec(&spec_from_json(host_pid_and_users), Path::new("/b"));
+        assert!(!spec.sandbox_namespaces.new_pid);
+        assert!(
+            spec.sandbox_namespaces.needs_runc,
+            "a user namespace is runc's"
+        );
+        let joins_ipc = r#"{"ociVersion": "1.1.0", "linux": {"namespaces": [
+            {"type": "ipc", "path": "/proc/1/ns/ipc"}]}}"#;
+        let spec = ContainerSpec::from_spec(&spec_from_json(joins_ipc), Path::new("/b"));
+        assert!(spec.sandbox_namespaces.needs_runc);
+    }
 
     #[test]
     fn reads_process_root_mounts_limits_and_pod() {

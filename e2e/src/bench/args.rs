@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::BenchError;
 
-pub const USAGE: &str = "spore-bench start|pod|languages|http [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] \
+pub const USAGE: &str = "spore-bench start|pod|languages|http [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] [--handler-c H|none] \
 [--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
 [--seconds S] [--connections 1,16,50] [--wasmtime PATH]";
 
@@ -30,8 +30,11 @@ pub struct BenchArgs {
     pub shim_dir: PathBuf,
     /// The pod bench's first side: `spore` runs Wasm guests, any other handler busybox.
     pub handler_a: String,
-    /// The pod bench's second side.
+    /// The pod bench's second side, the one the others are compared with.
     pub handler_b: String,
+    /// The pod bench's third side (default `spore-runc-sandbox`, Spore with runc running the
+    /// pod's sandbox); `--handler-c none` leaves it out.
+    pub handler_c: Option<String>,
     /// Pod counts at which memory is measured.
     pub pod_counts: Vec<usize>,
     pub skip_latency: bool,
@@ -71,6 +74,7 @@ impl BenchArgs {
             shim_dir: crate::tools::target_dir().join("release"),
             handler_a: "spore".into(),
             handler_b: "runc".into(),
+            handler_c: Some(crate::config::SPORE_RUNC_SANDBOX_HANDLER.into()),
             pod_counts: vec![1, 10, 50],
             skip_latency: false,
             skip_memory: false,
@@ -91,6 +95,9 @@ impl BenchArgs {
                 "--shim-dir" => args.shim_dir = PathBuf::from(value("--shim-dir")?),
                 "--handler-a" => args.handler_a = value("--handler-a")?,
                 "--handler-b" => args.handler_b = value("--handler-b")?,
+                "--handler-c" => {
+                    args.handler_c = Some(value("--handler-c")?).filter(|h| h != "none")
+                }
                 "--pods" => {
                     args.pod_counts = value("--pods")?
                         .split(',')
@@ -148,6 +155,7 @@ mod tests {
             (pod.handler_a.as_str(), pod.handler_b.as_str()),
             ("spore", "runc")
         );
+        assert_eq!(pod.handler_c.as_deref(), Some("spore-runc-sandbox"));
         assert_eq!(pod.pod_counts, [1, 10, 50]);
         let languages = BenchArgs::parse(&["languages", "3"]).expect("valid");
         assert_eq!((languages.mode, languages.n), (Mode::Languages, 3));
@@ -187,9 +195,12 @@ mod tests {
             "--cache-n",
             "3",
             "--skip-cache",
+            "--handler-c",
+            "none",
         ])
         .expect("valid");
         assert_eq!((a.cache_n, a.skip_cache), (3, true));
+        assert_eq!(a.handler_c, None);
         assert_eq!(a.n, 4);
         assert_eq!(a.handler_a, "runc");
         assert_eq!(a.pod_counts, [1, 10]);

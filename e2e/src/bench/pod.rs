@@ -1,7 +1,8 @@
-//! `spore-bench pod` (issue 3): time from RunPodSandbox to a container's first log line, and
-//! the PSS each additional idle pod adds, for two CRI runtime handlers on one containerd.
-//! Side A is `spore` and side B `runc` unless `--handler-a/--handler-b` say otherwise; a
-//! `spore` side runs Wasm guests, any other handler busybox.
+//! `spore-bench pod` (issues 3 and 16): time from RunPodSandbox to a container's first log
+//! line, and the PSS each additional idle pod adds, for CRI runtime handlers on one containerd,
+//! taking turns. Side A is `spore`, side B `runc` and side C `spore-runc-sandbox` (Spore with
+//! runc running the sandbox) unless `--handler-a/-b/-c` say otherwise; every side is compared
+//! with B. A Spore side runs Wasm guests, any other handler busybox.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,7 +37,7 @@ struct Side {
 impl Side {
     fn new(tag: char, handler: &str, fixture: &Fixture) -> Side {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        if handler == spore_format::RUNTIME_HANDLER {
+        if is_spore(handler) {
             Side {
                 tag,
                 handler: handler.into(),
@@ -62,6 +63,11 @@ impl Side {
     fn label(&self, workload: &str) -> String {
         format!("{}: handler `{}`, {workload}", self.tag, self.handler)
     }
+}
+
+/// Whether `handler` runs Spore's shim (the suite's containerd has two such handlers).
+fn is_spore(handler: &str) -> bool {
+    handler == spore_format::RUNTIME_HANDLER || handler == crate::config::SPORE_RUNC_SANDBOX_HANDLER
 }
 
 /// One pod's start, in milliseconds from the moment RunPodSandbox was sent.
@@ -97,17 +103,20 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
     cri.pull_image(&fixture.wasm_image).await?;
     cri.pull_image(&fixture.busybox_image).await?;
-    let sides = [
+    let mut sides = vec![
         Side::new('A', &args.handler_a, &fixture),
         Side::new('B', &args.handler_b, &fixture),
     ];
+    if let Some(handler) = &args.handler_c {
+        sides.push(Side::new('C', handler, &fixture));
+    }
 
     if !args.skip_latency {
         eprintln!(
             "latency: {} pods per side after one warm-up, interleaved",
             args.n
         );
-        let mut samples: [Vec<Latency>; 2] = [Vec::new(), Vec::new()];
+        let mut samples: Vec<Vec<Latency>> = vec![Vec::new(); sides.len()];
         for i in 0..=args.n {
             for (s, side) in sides.iter().enumerate() {
                 let name = format!("lat-{}-{i}", side.tag.to_ascii_lowercase());
@@ -118,6 +127,38 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
             }
         }
         print_latency(args.n, &sides, &samples);
+
+        eprintln!(
+            "container start in a running pod: {} restarts per side, interleaved",
+            args.n
+        );
+        let mut pods = Vec::new();
+        for side in &sides {
+            let name = format!("restart-{}", side.tag.to_ascii_lowercase());
+            let pod = cri
+                .run_pod(PodSpec::new(&name, POD_NAMESPACE, &side.handler))
+                .await?;
+            pods.push(pod);
+        }
+        let mut restarts: Vec<Vec<Latency>> = vec![Vec::new(); sides.len()];
+        let mut measured = Ok(());
+        'rounds: for attempt in 0..=args.n {
+            for (s, side) in sides.iter().enumerate() {
+                match start_in_pod(&mut cri, side, &pods[s], attempt as u32).await {
+                    Ok(sample) if attempt > 0 => restarts[s].push(sample),
+                    Ok(_) => {}
+                    Err(err) => {
+                        measured = Err(err);
+                        break 'rounds;
+                    }
+                }
+            }
+        }
+        for pod in &pods {
+            cri.teardown_pod(pod).await?;
+        }
+        measured?;
+        print_restarts(args.n, &sides, &restarts);
     }
 
     if !args.skip_memory {
@@ -162,6 +203,34 @@ async fn pod_latency(cri: &mut CriClient, side: &Side, name: &str) -> Result<Lat
     })
 }
 
+/// CreateContainer + StartContainer of the echo container, attempt `attempt`, into `pod`
+/// (running, its earlier attempts exited): what a kubelet's restart in a pod pays. The
+/// `sandbox` figure is 0.
+async fn start_in_pod(
+    cri: &mut CriClient,
+    side: &Side,
+    pod: &Pod,
+    attempt: u32,
+) -> Result<Latency, BenchError> {
+    let spec = ContainerSpec::new("main", &side.image)
+        .command(side.echo.clone())
+        .attempt(attempt);
+    let t0 = Instant::now();
+    let container = cri.create_container(pod, &spec).await?;
+    let create = t0.elapsed();
+    cri.start_container(&container.id).await?;
+    let start = t0.elapsed();
+    wait_first_line(&container.log_path, LOG_LIMIT).await?;
+    let first_line = t0.elapsed();
+    Ok(Latency {
+        sandbox: 0.0,
+        create: millis(create),
+        start: millis(start - create),
+        first_line: millis(first_line - start),
+        total: millis(first_line),
+    })
+}
+
 /// Polls the CRI log every 2 ms until it holds a complete line.
 async fn wait_first_line(path: &Path, limit: Duration) -> Result<(), BenchError> {
     let started = Instant::now();
@@ -185,6 +254,12 @@ async fn pod_memory(
     side: &Side,
     counts: &[usize],
 ) -> Result<Vec<Memory>, BenchError> {
+    // One pod first, unmeasured: whichever side runs first would otherwise pay the idle
+    // guest's compile (memory the shim keeps in its heap) in its first row.
+    let spec = ContainerSpec::new("idle", &side.image).command(side.idle.clone());
+    let warm = format!("mem-{}-warm", side.tag.to_ascii_lowercase());
+    let warm = start_idle_pod(cri, side, &warm, &spec).await?;
+    cri.teardown_pod(&warm).await?;
     wait_for_no_shims(containerd).await;
     let (base_kib, _) = total_pss_kib(&pod_processes(containerd, &[]));
     let containerd_pss = || {
@@ -195,7 +270,6 @@ async fn pod_memory(
             .map_or(0, |kib| i64::try_from(kib).unwrap_or(i64::MAX))
     };
     let containerd_base = containerd_pss();
-    let spec = ContainerSpec::new("idle", &side.image).command(side.idle.clone());
     let mut pods: Vec<Pod> = Vec::new();
     let mut measured = Vec::new();
     let mut outcome = Ok(());
@@ -249,7 +323,7 @@ async fn start_idle_pod(
             LOG_LIMIT,
         )
         .await?;
-        if side.handler == spore_format::RUNTIME_HANDLER {
+        if is_spore(&side.handler) {
             wait_first_line(&container.log_path, LOG_LIMIT).await?;
         }
         Ok::<(), BenchError>(())
@@ -272,7 +346,7 @@ async fn wait_for_no_shims(containerd: &Containerd) {
     }
 }
 
-fn print_latency(n: usize, sides: &[Side; 2], samples: &[Vec<Latency>; 2]) {
+fn print_latency(n: usize, sides: &[Side], samples: &[Vec<Latency>]) {
     println!(
         "### Pod start: RunPodSandbox → the container's first log line (ms, N={n} each, interleaved, one warm-up discarded)\n"
     );
@@ -291,7 +365,7 @@ fn print_latency(n: usize, sides: &[Side; 2], samples: &[Vec<Latency>; 2]) {
         let v: Vec<f64> = samples[s].iter().map(f).collect();
         Summary::of(&v).map_or(f64::NAN, |x| x.median)
     };
-    let totals: Vec<Option<Summary>> = (0..2)
+    let totals: Vec<Option<Summary>> = (0..sides.len())
         .map(|s| Summary::of(&samples[s].iter().map(|l| l.total).collect::<Vec<_>>()))
         .collect();
     for (s, side) in sides.iter().enumerate() {
@@ -309,15 +383,69 @@ fn print_latency(n: usize, sides: &[Side; 2], samples: &[Vec<Latency>; 2]) {
             fmt_ms(median(s, |l| l.first_line)),
         ]);
     }
-    if let (Some(a), Some(b)) = (totals[0], totals[1]) {
-        let cell = |f: fn(&Latency) -> f64| ratio(median(0, f), median(1, f));
+    // Every side against B (index 1).
+    for (s, side) in sides.iter().enumerate().filter(|(s, _)| *s != 1) {
+        let (Some(x), Some(b)) = (totals[s], totals[1]) else {
+            continue;
+        };
+        let cell = |f: fn(&Latency) -> f64| ratio(median(s, f), median(1, f));
         table.row([
-            "ratio A / B".to_string(),
-            ratio(a.median, b.median),
-            ratio(a.p10, b.p10),
-            ratio(a.p90, b.p90),
+            format!("ratio {} / B", side.tag),
+            ratio(x.median, b.median),
+            ratio(x.p10, b.p10),
+            ratio(x.p90, b.p90),
             cell(|l| l.sandbox),
             String::new(),
+            cell(|l| l.create),
+            cell(|l| l.start),
+            cell(|l| l.first_line),
+        ]);
+    }
+    println!("{}", table.render());
+}
+
+fn print_restarts(n: usize, sides: &[Side], samples: &[Vec<Latency>]) {
+    println!(
+        "### Container start in a running pod: CreateContainer → the container's first log line (ms, N={n} each, attempts 1..N after attempt 0, interleaved)\n"
+    );
+    let mut table = Table::new([
+        "pod",
+        "median",
+        "p10",
+        "p90",
+        "CreateContainer",
+        "StartContainer",
+        "started → first line",
+    ]);
+    let median = |s: usize, f: fn(&Latency) -> f64| {
+        let v: Vec<f64> = samples[s].iter().map(f).collect();
+        Summary::of(&v).map_or(f64::NAN, |x| x.median)
+    };
+    let totals: Vec<Option<Summary>> = (0..sides.len())
+        .map(|s| Summary::of(&samples[s].iter().map(|l| l.total).collect::<Vec<_>>()))
+        .collect();
+    for (s, side) in sides.iter().enumerate() {
+        let Some(total) = totals[s] else { continue };
+        table.row([
+            side.label(side.echo_label),
+            fmt_ms(total.median),
+            fmt_ms(total.p10),
+            fmt_ms(total.p90),
+            fmt_ms(median(s, |l| l.create)),
+            fmt_ms(median(s, |l| l.start)),
+            fmt_ms(median(s, |l| l.first_line)),
+        ]);
+    }
+    for (s, side) in sides.iter().enumerate().filter(|(s, _)| *s != 1) {
+        let (Some(x), Some(b)) = (totals[s], totals[1]) else {
+            continue;
+        };
+        let cell = |f: fn(&Latency) -> f64| ratio(median(s, f), median(1, f));
+        table.row([
+            format!("ratio {} / B", side.tag),
+            ratio(x.median, b.median),
+            ratio(x.p10, b.p10),
+            ratio(x.p90, b.p90),
             cell(|l| l.create),
             cell(|l| l.start),
             cell(|l| l.first_line),
@@ -367,6 +495,32 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
                     .collect::<Vec<_>>()
                     .join(", "),
             ]);
+        }
+    }
+    // Per-pod PSS of every side against B's at the same count.
+    let per_pod = |m: &Memory| (m.total_kib as f64 - m.base_kib as f64) / m.pods as f64;
+    if let Some((_, reference)) = rows.get(1) {
+        for (side, measured) in rows
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| *s != 1)
+            .map(|(_, r)| r)
+        {
+            for m in measured {
+                let Some(b) = reference.iter().find(|b| b.pods == m.pods) else {
+                    continue;
+                };
+                table.row([
+                    format!("ratio {} / B", side.tag),
+                    m.pods.to_string(),
+                    String::new(),
+                    String::new(),
+                    ratio(per_pod(m), per_pod(b)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
         }
     }
     println!("{}", table.render());

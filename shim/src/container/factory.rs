@@ -1,5 +1,6 @@
 //! From a Create request to a container. The one place that decides how a container runs
-//! ([`decide`]): the pod's sandbox natively; an OCI Wasm artifact as Wasm; an ordinary image as
+//! ([`decide`]): the pod's sandbox as the shim's own init (`pod_sandbox.rs`; natively through
+//! runc with the `Sandbox = "runc"` option or a user namespace); an OCI Wasm artifact as Wasm; an ordinary image as
 //! Wasm when its entrypoint (found inside the rootfs only) is Wasm, else natively through runc.
 //! Which Wasm kind (command, HTTP proxy, preview1) follows from what the module exports, when
 //! it is compiled here. Everything after Create reads the container's [`ContainerKind`].
@@ -11,11 +12,12 @@ use async_trait::async_trait;
 use wasmtime::Engine;
 
 use super::native::NativeContainer;
+use super::pod_sandbox::{PodSandbox, init_can_run};
 use super::runc::Runc;
 use super::wasm::{WasmContainer, WasmParts};
 use super::{Container, CreateRequest};
 use crate::container::host_record::{Held, HostRecord, RuncState, process_started};
-use crate::containerd::options::RuntimeOptions;
+use crate::containerd::options::{RuntimeOptions, SandboxRuntime};
 use crate::error::ShimError;
 use crate::host::entrypoint::{Entrypoint, EntrypointError};
 use crate::host::reaper::{Exits, ReaperError};
@@ -186,6 +188,11 @@ impl ContainerFactory for Factory {
             Some((type_url, value)) => RuntimeOptions::decode(type_url, value)?,
             None => RuntimeOptions::default(),
         };
+        if options.sandbox == SandboxRuntime::Init && init_can_run(&spec) {
+            return self.pod_sandbox(&request, &spec).await;
+        }
+        // runc runs this sandbox: the init template, if one was forked, is not needed.
+        drop(crate::host::pod_init::take_template());
         let mounted = mount_rootfs(&request.bundle, &request.rootfs).await?;
         let termination = (!spec.is_sandbox())
             .then(|| TerminationLog::of(&spec))
@@ -207,6 +214,40 @@ impl ContainerFactory for Factory {
             }
         }
         built
+    }
+}
+
+impl Factory {
+    /// The pod's sandbox as the shim's own init: no rootfs mount, no runc.
+    async fn pod_sandbox(
+        &self,
+        request: &CreateRequest,
+        spec: &ContainerSpec,
+    ) -> Result<Arc<dyn Container>, ShimError> {
+        let sandbox = PodSandbox::create(
+            &request.id,
+            &request.bundle,
+            spec,
+            request.stdio.clone(),
+            self.exits.clone(),
+        )
+        .await?;
+        let (pid, cgroup_leaves) = sandbox.held();
+        let shim_pid = std::process::id();
+        let record = HostRecord {
+            id: request.id.clone(),
+            shim_pid,
+            shim_started: process_started(shim_pid).unwrap_or_default(),
+            held: Held::PodInit {
+                pid,
+                started: process_started(pid).unwrap_or_default(),
+                cgroup_leaves,
+            },
+        };
+        if let Err(err) = record.write(&request.bundle) {
+            tracing::warn!(%err, "a dead shim's cleanup will not know this sandbox");
+        }
+        Ok(Arc::new(sandbox))
     }
 }
 

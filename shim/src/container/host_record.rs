@@ -5,7 +5,8 @@
 //!
 //! A native container's runc state (runc root and binary) lets `delete` kill and delete it with
 //! runc, as runc's own shim does; a Wasm container names the cgroup leaves its shim joined and
-//! the compile cache it wrote into, whose temporary files a dead writer leaves behind.
+//! the compile cache it wrote into, whose temporary files a dead writer leaves behind; a sandbox
+//! run by the shim's own init names that process and its cgroup leaves.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,13 @@ pub enum Held {
     Wasm {
         cgroup_leaves: Vec<PathBuf>,
         cache_dir: PathBuf,
+    },
+    /// The pod's sandbox as the shim's init process: it outlives the shim, in its own leaves.
+    PodInit {
+        pid: u32,
+        /// When the init started (see [`HostRecord::shim_started`]).
+        started: u64,
+        cgroup_leaves: Vec<PathBuf>,
     },
 }
 
@@ -124,6 +132,23 @@ impl HostRecord {
                     return Vec::new();
                 }
                 remove_temp_files_of(cache_dir, self.shim_pid);
+                cgroup_leaves
+                    .iter()
+                    .filter_map(|leaf| remove_cgroup(leaf).err())
+                    .collect()
+            }
+            Held::PodInit {
+                pid,
+                started,
+                cgroup_leaves,
+            } => {
+                if self.shim_alive() {
+                    return Vec::new();
+                }
+                if process_started(*pid) == Some(*started) {
+                    // SAFETY: kill(2) of the process the record names, checked by start time.
+                    unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+                }
                 cgroup_leaves
                     .iter()
                     .filter_map(|leaf| remove_cgroup(leaf).err())

@@ -6,6 +6,7 @@
 //! - [`process`]: the [`Process`] trait and the state machine processes share;
 //! - [`factory`]: from a Create request to a container;
 //! - [`wasm`], [`native`]: the two kinds; [`runc`]: the runc binary, driven for one container;
+//! - [`pod_sandbox`]: the pod's sandbox as the shim's own init, without runc;
 //!   [`execs`]: a native container's exec processes; [`console`]: terminals of native processes.
 
 pub mod console;
@@ -13,6 +14,7 @@ pub mod execs;
 pub mod factory;
 pub mod host_record;
 pub mod native;
+pub mod pod_sandbox;
 pub mod process;
 pub mod runc;
 pub mod wasm;
@@ -37,6 +39,8 @@ pub enum ContainerKind {
     Preview1,
     /// An ordinary Linux container (the pod's sandbox, a sidecar), through runc.
     Native,
+    /// The pod's sandbox as the shim's own init process (no runc).
+    PodInit,
 }
 
 impl ContainerKind {
@@ -46,11 +50,12 @@ impl ContainerKind {
             ContainerKind::WasmHttp => "wasi:http/proxy component",
             ContainerKind::Preview1 => "WASI preview1 module",
             ContainerKind::Native => "native container (runc)",
+            ContainerKind::PodInit => "pod sandbox (Spore's init)",
         }
     }
 
     pub fn is_wasm(self) -> bool {
-        self != ContainerKind::Native
+        !matches!(self, ContainerKind::Native | ContainerKind::PodInit)
     }
 }
 

@@ -36,6 +36,20 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound of the compile cache's size in bytes (default 2 GiB).
     pub cache_max_bytes: Option<u64>,
+    /// Who runs the pod's sandbox: the shim's own init (default) or runc with the pause image.
+    #[serde(default)]
+    pub sandbox: SandboxRuntime,
+}
+
+/// The `Sandbox` runtime option.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxRuntime {
+    /// A minimal init process forked by the shim holds the pod's namespaces.
+    #[default]
+    Init,
+    /// runc runs the pause container, as runc's shim does.
+    Runc,
 }
 
 impl RuntimeOptions {
@@ -138,7 +152,7 @@ mod tests {
         let mut msg = field(1, "type");
         msg.extend(field(
             3,
-            "SystemdCgroup = true\nRoot = \"/run/x\"\nCacheDir = \"/c\"\nCacheMaxBytes = 1024\n",
+            "SystemdCgroup = true\nRoot = \"/run/x\"\nCacheDir = \"/c\"\nCacheMaxBytes = 1024\nSandbox = \"runc\"\n",
         ));
         let opts = RuntimeOptions::decode("type.googleapis.com/runtimeoptions.v1.Options", &msg)
             .expect("decodes");
@@ -147,6 +161,8 @@ mod tests {
         assert_eq!(opts.runc_binary(), "runc");
         assert_eq!(opts.cache_config().dir, PathBuf::from("/c"));
         assert_eq!(opts.cache_config().max_bytes, 1024);
+        assert_eq!(opts.sandbox, SandboxRuntime::Runc);
+        assert_eq!(RuntimeOptions::default().sandbox, SandboxRuntime::Init);
     }
 
     #[test]
@@ -163,6 +179,9 @@ mod tests {
 
     #[test]
     fn bad_toml_is_an_error() {
+        let err = RuntimeOptions::decode(RUNTIME_OPTIONS_TYPE, &field(3, "Sandbox = \"pause\""))
+            .expect_err("unknown sandbox runtime");
+        assert!(err.to_string().contains("init"), "{err}");
         let err = RuntimeOptions::decode(RUNTIME_OPTIONS_TYPE, &field(3, "SystemdCgroup = maybe"))
             .expect_err("bad toml");
         assert!(err.to_string().starts_with("runtime options:"), "{err}");

@@ -11,6 +11,8 @@ use crate::spec::ContainerSpec;
 
 /// The leaf cgroup the shim moves into below the pod's cgroup.
 pub const SHIM_CGROUP_LEAF: &str = "spore-wasm";
+/// The leaf cgroup of the pod's sandbox init (`pod_init.rs`), below the pod's cgroup.
+pub const SANDBOX_CGROUP_LEAF: &str = "spore-sandbox";
 
 static JOINED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -49,6 +51,95 @@ pub fn cgroup_mounts(mountinfo: &str) -> Vec<PathBuf> {
             left.split_whitespace().nth(4).map(PathBuf::from)
         })
         .collect()
+}
+
+/// Makes leaf `name` below the pod's cgroup of `spec` in every hierarchy, with the pod's cgroup
+/// itself where it is missing (as runc makes a sandbox's `cgroupsPath`); returns the leaves.
+/// A hierarchy where that fails is logged and left out.
+pub fn make_pod_leaves(spec: &ContainerSpec, name: &str) -> Vec<PathBuf> {
+    let Some(pod) = spec.cgroups_path.as_deref().and_then(pod_cgroup) else {
+        return Vec::new();
+    };
+    let relative = pod.strip_prefix("/").unwrap_or(&pod).join(name);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut leaves = Vec::new();
+    for mount in cgroup_mounts(&mountinfo) {
+        match make_dirs(&mount, &relative) {
+            Ok(leaf) => leaves.push(leaf),
+            Err(err) => {
+                tracing::warn!(hierarchy = %mount.display(), %err, "cannot make the pod's cgroup")
+            }
+        }
+    }
+    leaves
+}
+
+/// `mount/relative`, made level by level so that each new cpuset gets its parent's CPUs.
+fn make_dirs(mount: &Path, relative: &Path) -> std::io::Result<PathBuf> {
+    let mut path = mount.to_path_buf();
+    for part in relative.components() {
+        let parent = path.clone();
+        path.push(part);
+        match std::fs::create_dir(&path) {
+            Ok(()) => inherit_cpuset(&parent, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(path)
+}
+
+/// Removes leaves made by [`make_pod_leaves`] once nothing runs in them.
+pub fn remove_leaves(leaves: &[PathBuf]) {
+    for leaf in leaves {
+        match std::fs::remove_dir(leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!(leaf = %leaf.display(), %err, "cannot remove a cgroup"),
+        }
+    }
+}
+
+/// CPU time (ns) and memory (bytes) charged to `leaves`, read from whichever hierarchies have
+/// them (cgroup v2's `cpu.stat` and `memory.current`, or v1's `cpuacct.usage` and
+/// `memory.usage_in_bytes`).
+pub fn leaf_usage(leaves: &[PathBuf]) -> (u64, u64) {
+    let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+    let (mut cpu, mut memory) = (0, 0);
+    for leaf in leaves {
+        if let Some(v) = read(leaf.join("cpuacct.usage")).and_then(|s| s.trim().parse().ok()) {
+            cpu = v;
+        }
+        if let Some(usec) = read(leaf.join("cpu.stat")).and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+        }) {
+            cpu = usec * 1000;
+        }
+        for file in ["memory.current", "memory.usage_in_bytes"] {
+            if let Some(v) = read(leaf.join(file)).and_then(|s| s.trim().parse().ok()) {
+                memory = v;
+            }
+        }
+    }
+    (cpu, memory)
+}
+
+/// The processes in `leaves` (every hierarchy lists the same ones).
+pub fn leaf_pids(leaves: &[PathBuf]) -> Vec<u32> {
+    let mut pids: Vec<u32> = leaves
+        .iter()
+        .filter_map(|leaf| std::fs::read_to_string(leaf.join("cgroup.procs")).ok())
+        .flat_map(|procs| {
+            procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Moves the shim into the pod's cgroup, once, when the first Wasm container of a pod is made.

@@ -1,6 +1,6 @@
 //! The Linux host as the shim uses it: the pod's cgroup ([`cgroup`]) and network namespace
 //! ([`netns`]), the container's stdio FIFOs ([`stdio`]), its rootfs mounts ([`rootfs`]) and the
-//! files in it ([`in_root`], [`entrypoint`]), reaping children ([`reaper`]), CPU time per guest
+//! files in it ([`in_root`], [`entrypoint`]), reaping children ([`reaper`]), the pod's sandbox init ([`pod_init`]), CPU time per guest
 //! ([`cputime`]), per-container figures for Stats ([`stats`]), the kubelet's termination
 //! message file ([`termination`]) and the shim's own log ([`logging`]).
 
@@ -10,6 +10,7 @@ pub mod entrypoint;
 pub mod in_root;
 pub mod logging;
 pub mod netns;
+pub mod pod_init;
 pub mod reaper;
 pub mod rootfs;
 pub mod stats;

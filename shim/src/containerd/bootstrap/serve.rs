@@ -70,6 +70,11 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
         None => socket::bind_for_serving(&flags.socket)?,
     };
     crate::host::reaper::become_subreaper();
+    // Also before any thread: the sandbox's init is forked from this small, single-threaded
+    // process (the shim was started for the pod's first container, its sandbox).
+    if let Ok(spec) = crate::spec::ContainerSpec::load(Path::new(".")) {
+        crate::host::pod_init::prepare_template(&spec);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
