@@ -1,6 +1,6 @@
 //! A pod's shim SIGKILLed (as the OOM killer or a crash would end it): containerd's cleanup,
 //! `containerd-shim-spore-v1 delete` in each bundle, releases everything the dead shim owned
-//! (the native sandbox and sidecar through runc, mounts, its cgroup leaf, its socket), the
+//! (the sandbox's init, the sidecar through runc, mounts, its cgroup leaves, its socket), the
 //! kubelet's StopPodSandbox and RemovePodSandbox succeed, and the same pod can be created again.
 
 mod cri_common;
@@ -17,12 +17,13 @@ use spore_e2e::{ContainerSpec, ContainerdVersion, cgroup};
 const RUN: Duration = Duration::from_secs(30);
 const CLEANUP: Duration = Duration::from_secs(20);
 
-/// The shim's `spore-wasm` leaf below the pod's cgroup, in each hierarchy where it exists.
+/// The shim's `spore-wasm` leaf and its sandbox init's `spore-sandbox` leaf below the pod's
+/// cgroup, in each hierarchy where they exist.
 fn shim_leaves(cgroup_parent: &str) -> Vec<PathBuf> {
     cgroup::existing_dirs(cgroup_parent)
         .unwrap_or_default()
         .into_iter()
-        .map(|dir| dir.join("spore-wasm"))
+        .flat_map(|dir| [dir.join("spore-wasm"), dir.join("spore-sandbox")])
         .filter(|leaf| leaf.is_dir())
         .collect()
 }
@@ -67,9 +68,14 @@ async fn a_killed_shim_leaves_nothing_and_the_pod_comes_back(version: Containerd
     let trace = PodTrace::of(&mut f.cri, &pod).await;
     let parent = pod.cgroup_parent();
 
-    // What the pod holds while it runs: the shim's leaf, the sidecar's and sandbox's runc
+    // What the pod holds while it runs: the shim's and the init's leaves, the sidecar's runc
     // state and processes, the rootfs mounts.
-    assert!(!shim_leaves(&parent).is_empty(), "the shim joined its pod");
+    let leaves = shim_leaves(&parent);
+    assert!(
+        leaves.iter().any(|l| l.ends_with("spore-wasm"))
+            && leaves.iter().any(|l| l.ends_with("spore-sandbox")),
+        "the shim joined its pod and the init has its leaf: {leaves:?}"
+    );
     let roots = runc_roots(&f.containerd);
     assert!(!runc_state_dirs(&roots, &trace.ids()).is_empty());
     let shim = shim_of(&f.containerd, &pod.id);

@@ -188,11 +188,14 @@ impl ContainerFactory for Factory {
             Some((type_url, value)) => RuntimeOptions::decode(type_url, value)?,
             None => RuntimeOptions::default(),
         };
-        if options.sandbox == SandboxRuntime::Init && init_can_run(&spec) {
-            return self.pod_sandbox(&request, &spec).await;
+        // The init template, if the shim forked one, is taken by the first Create: the sandbox's.
+        let template = crate::host::pod_init::take_template();
+        if options.sandbox == SandboxRuntime::Init
+            && init_can_run(&spec)
+            && let Some(template) = template
+        {
+            return self.pod_sandbox(&request, &spec, template).await;
         }
-        // runc runs this sandbox: the init template, if one was forked, is not needed.
-        drop(crate::host::pod_init::take_template());
         let mounted = mount_rootfs(&request.bundle, &request.rootfs).await?;
         let termination = (!spec.is_sandbox())
             .then(|| TerminationLog::of(&spec))
@@ -223,11 +226,13 @@ impl Factory {
         &self,
         request: &CreateRequest,
         spec: &ContainerSpec,
+        template: crate::host::pod_init::InitTemplate,
     ) -> Result<Arc<dyn Container>, ShimError> {
         let sandbox = PodSandbox::create(
             &request.id,
             &request.bundle,
             spec,
+            template,
             request.stdio.clone(),
             self.exits.clone(),
         )

@@ -2,7 +2,8 @@
 //! holds the pod's namespaces, in a cgroup leaf of its own below the pod's cgroup. No runc, no
 //! pause image to run, no rootfs to mount. It exists from Create, as runc's sandbox does, and
 //! Start only marks it running. containerd reads its pid to give the pod's other containers
-//! `/proc/<pid>/ns/...`. The runc sandbox stays behind the `Sandbox = "runc"` runtime option.
+//! `/proc/<pid>/ns/...`. The runc sandbox stays behind the `Sandbox = "runc"` runtime option,
+//! and runs a sandbox the init cannot (a user namespace, or no init template).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::{
     WindowSize,
 };
 use crate::error::ShimError;
-use crate::host::pod_init::{self, PodInitSpec};
+use crate::host::pod_init::{self, InitTemplate};
 use crate::host::reaper::Exits;
 use crate::host::stdio::StdioPaths;
 use crate::signal::Signal;
@@ -42,39 +43,26 @@ struct InitProcess {
 }
 
 impl PodSandbox {
-    /// Starts the init of the sandbox `id`; its exit is watched from now on.
+    /// Starts the init of the sandbox `id` from the shim's `template`; its exit is watched from
+    /// now on.
     pub async fn create(
         id: &str,
         bundle: &Path,
         spec: &ContainerSpec,
+        template: InitTemplate,
         stdio: StdioPaths,
         exits: Exits,
     ) -> Result<Self, ShimError> {
-        let namespaces = spec.sandbox_namespaces;
-        let init_spec = PodInitSpec {
-            new_ipc: namespaces.new_ipc,
-            new_uts: namespaces.new_uts,
-            new_pid: namespaces.new_pid,
-            hostname: spec.hostname.clone(),
-            cgroup_leaves: Vec::new(),
-        };
         let spec = spec.clone();
         let (pid, leaves) = tokio::task::spawn_blocking(move || {
             let leaves = crate::host::cgroup::make_pod_leaves(
                 &spec,
                 crate::host::cgroup::SANDBOX_CGROUP_LEAF,
             );
-            let started = match pod_init::take_template() {
-                Some(template) => template.start().and_then(|pid| {
-                    move_into(pid, &leaves)?;
-                    Ok(pid)
-                }),
-                None => pod_init::spawn(&PodInitSpec {
-                    cgroup_leaves: leaves.clone(),
-                    ..init_spec
-                }),
-            };
-            match started {
+            match template
+                .start()
+                .and_then(|pid| move_into(pid, &leaves).map(|()| pid))
+            {
                 Ok(pid) => Ok((pid, leaves)),
                 Err(err) => {
                     crate::host::cgroup::remove_leaves(&leaves);

@@ -7,25 +7,18 @@
 //! thread), in the sandbox's cgroup leaves. Sidecars join its namespaces through runc by
 //! `/proc/<pid>/ns/...`, exactly as they join a pause container's.
 //!
-//! Two ways to make it, the first preferred:
-//!
-//! - [`InitTemplate`]: forked by the serving shim at its start, before any thread, when its
-//!   bundle is a pod sandbox. It waits for the sandbox's Create, then makes the namespaces,
-//!   forks the init and exits; the shim, a subreaper, becomes the init's parent. The init
-//!   shares the shim's pages as they were before its runtime started (the relocated binary
-//!   above all): its own memory is a few pages.
-//! - [`spawn`], when there is no template: clones the shim into the namespaces and executes the
-//!   shim's binary again as the init (chosen by `argv[0]`). Between `clone` and `execve` that
-//!   child of a multi-threaded process only makes system calls on memory prepared before the
-//!   clone; a failure comes back through a close-on-exec pipe. It costs more: the re-executed
-//!   binary's relocations alone are 1.2 MiB of private memory.
+//! The init is forked from the serving shim at its start, before any thread, when its bundle
+//! is a pod sandbox ([`InitTemplate`]): that template waits for the sandbox's Create, then
+//! makes the namespaces, forks the init and exits; the shim, a subreaper, becomes the init's
+//! parent. The init shares the shim's pages as they were before its runtime started (the
+//! relocated binary above all), so its own memory is a few pages; the sandbox's Create moves it
+//! into the sandbox's cgroup. (Executing the shim's binary again instead cost 1.2 MiB of
+//! private memory in relocations alone.) Without a template, runc runs the sandbox.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// `argv[0]` of the init process: the shim binary run as a pod's init.
-pub const POD_INIT_ARG0: &str = "spore-pod-init";
+/// The init's name in `ps` (its command line and `comm`).
+pub const POD_INIT_NAME: &str = "spore-pod-init";
 
 /// What the init is made with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,151 +28,17 @@ pub struct PodInitSpec {
     pub new_pid: bool,
     /// Set in the new UTS namespace.
     pub hostname: Option<String>,
-    /// Cgroup directories the init moves into (one per hierarchy).
-    pub cgroup_leaves: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodInitError {
-    #[error("preparing the pod's init: {0}")]
-    Prepare(std::io::Error),
-    #[error("cloning the pod's init: {0}")]
-    Clone(std::io::Error),
+    #[error("starting the pod's init: {0}")]
+    Template(std::io::Error),
     #[error("the pod's init failed to {step}: {source}")]
     Child {
         step: &'static str,
         source: std::io::Error,
     },
-}
-
-/// The steps of the child, as reported through the pipe (a byte each, then the errno).
-const STEPS: [&str; 4] = [
-    "join its cgroup",
-    "set the pod's hostname",
-    "reset its signal mask",
-    "execute the init",
-];
-
-/// Starts the init; returns its pid (in the shim's PID namespace). Blocking: run it off the
-/// async workers.
-pub fn spawn(spec: &PodInitSpec) -> Result<i32, PodInitError> {
-    let prepare = PodInitError::Prepare;
-    let exe = CString::new("/proc/self/exe").map_err(|e| prepare(e.into()))?;
-    let arg0 = CString::new(POD_INIT_ARG0).map_err(|e| prepare(e.into()))?;
-    let argv = [arg0.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null()];
-    let hostname = match (&spec.hostname, spec.new_uts) {
-        (Some(name), true) => Some(name.clone().into_bytes()),
-        _ => None,
-    };
-    let procs: Vec<OwnedFd> = spec
-        .cgroup_leaves
-        .iter()
-        .map(|leaf| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(leaf.join("cgroup.procs"))
-                .map(OwnedFd::from)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(prepare)?;
-    let (report_read, report_write) = pipe().map_err(prepare)?;
-    let mut flags = libc::SIGCHLD as libc::c_ulong;
-    if spec.new_ipc {
-        flags |= libc::CLONE_NEWIPC as libc::c_ulong;
-    }
-    if spec.new_uts {
-        flags |= libc::CLONE_NEWUTS as libc::c_ulong;
-    }
-    if spec.new_pid {
-        flags |= libc::CLONE_NEWPID as libc::c_ulong;
-    }
-    let procs_fds: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
-    let report_fd = report_write.as_raw_fd();
-    // SAFETY: clone without a new stack or CLONE_VM is fork with namespace flags. The child
-    // only runs `child`, which makes system calls on memory prepared above and then executes
-    // or exits; it never returns here.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid == 0 {
-        // SAFETY: in the child, see above.
-        unsafe {
-            child(
-                &procs_fds,
-                hostname.as_deref(),
-                &exe,
-                &argv,
-                &envp,
-                report_fd,
-            )
-        }
-    }
-    if pid < 0 {
-        return Err(PodInitError::Clone(std::io::Error::last_os_error()));
-    }
-    drop(report_write);
-    drop(procs);
-    let pid = pid as i32;
-    // EOF: the child executed the init. Otherwise a step and its errno.
-    let mut report = [0u8; 5];
-    let read = read_full(&report_read, &mut report);
-    if read == report.len() {
-        let step = STEPS
-            .get(usize::from(report[0]))
-            .copied()
-            .unwrap_or("start");
-        let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
-        return Err(PodInitError::Child {
-            step,
-            source: std::io::Error::from_raw_os_error(errno),
-        });
-    }
-    Ok(pid)
-}
-
-/// The child between clone and exec: system calls only.
-///
-/// # Safety
-/// Called once, in the child of `clone`, with pointers that stay valid (the child has a copy
-/// of the parent's memory).
-unsafe fn child(
-    procs: &[RawFd],
-    hostname: Option<&[u8]>,
-    exe: &CString,
-    argv: &[*const libc::c_char; 2],
-    envp: &[*const libc::c_char; 1],
-    report: RawFd,
-) -> ! {
-    let fail = |step: u8| -> ! {
-        // SAFETY: errno location and write/_exit are async-signal-safe.
-        unsafe {
-            let errno = *libc::__errno_location();
-            let mut message = [step, 0, 0, 0, 0];
-            message[1..].copy_from_slice(&errno.to_ne_bytes());
-            libc::write(report, message.as_ptr().cast(), message.len());
-            libc::_exit(127)
-        }
-    };
-    // SAFETY: plain system calls on valid descriptors and buffers.
-    unsafe {
-        for &fd in procs {
-            // "0": the writing process itself (its pid differs in a new PID namespace).
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                fail(0);
-            }
-        }
-        if let Some(name) = hostname
-            && libc::sethostname(name.as_ptr().cast(), name.len()) != 0
-        {
-            fail(1);
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
-            fail(2);
-        }
-        libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        fail(3)
-    }
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -229,7 +88,6 @@ pub fn prepare_template(spec: &crate::spec::ContainerSpec) {
         new_uts: namespaces.new_uts,
         new_pid: namespaces.new_pid,
         hostname: spec.hostname.clone(),
-        cgroup_leaves: Vec::new(),
     };
     if let (Some(template), Ok(mut slot)) =
         (InitTemplate::fork_single_threaded(&init), TEMPLATE.lock())
@@ -245,7 +103,6 @@ pub fn take_template() -> Option<InitTemplate> {
 
 /// A process forked before the shim's threads, waiting to make the pod's init.
 pub struct InitTemplate {
-    pid: i32,
     go: OwnedFd,
     reply: OwnedFd,
 }
@@ -254,9 +111,8 @@ pub struct InitTemplate {
 const REPLY_LEN: usize = 9;
 
 impl InitTemplate {
-    /// Forks the template for `spec` (its cgroup leaves are ignored: the shim moves the init).
-    /// Only while the process has one thread. `None` when it cannot (the shim then uses
-    /// [`spawn`]).
+    /// Forks the template for `spec`. Only while the process has one thread. `None` when it
+    /// cannot (runc then runs the sandbox).
     pub fn fork_single_threaded(spec: &PodInitSpec) -> Option<InitTemplate> {
         let mut flags = 0;
         if spec.new_ipc {
@@ -287,7 +143,6 @@ impl InitTemplate {
             return None;
         }
         Some(InitTemplate {
-            pid,
             go: go_write,
             reply: reply_read,
         })
@@ -297,7 +152,7 @@ impl InitTemplate {
     pub fn start(self) -> Result<i32, PodInitError> {
         // SAFETY: one byte from a valid buffer to the pipe the template reads.
         if unsafe { libc::write(self.go.as_raw_fd(), b"g".as_ptr().cast(), 1) } != 1 {
-            return Err(PodInitError::Clone(std::io::Error::last_os_error()));
+            return Err(PodInitError::Template(std::io::Error::last_os_error()));
         }
         let mut reply = [0u8; REPLY_LEN];
         if read_full(&self.reply, &mut reply) != REPLY_LEN {
@@ -318,11 +173,6 @@ impl InitTemplate {
             source: std::io::Error::from_raw_os_error(-value as i32),
         })
     }
-
-    /// The template's pid.
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
 }
 
 /// Where this process's argument strings are (`arg_start`, `arg_end` of `/proc/self/stat`).
@@ -341,7 +191,7 @@ fn own_arg_area() -> Option<(usize, usize)> {
 /// # Safety
 /// `start..end` must be this process's argument area.
 unsafe fn retitle(start: usize, end: usize) {
-    let title = POD_INIT_ARG0.as_bytes();
+    let title = POD_INIT_NAME.as_bytes();
     let area = end - start;
     // SAFETY: within the argument area, per the caller.
     unsafe {
@@ -417,18 +267,11 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
     }
 }
 
-/// Whether this process was started as a pod's init.
-pub fn is_pod_init() -> bool {
-    std::env::args_os()
-        .next()
-        .is_some_and(|arg0| arg0 == POD_INIT_ARG0)
-}
-
 extern "C" fn on_signal(_: libc::c_int) {}
 
 /// The init: waits for signals, reaps children, exits 0 on SIGTERM or SIGINT. As PID 1 of a
 /// namespace it gets only the signals it handles (and SIGKILL from outside), hence the handlers.
-pub fn run() -> ! {
+fn run() -> ! {
     // SAFETY: signal set manipulation and waits on this single-threaded process.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"spore-pod-init".as_ptr());
@@ -448,5 +291,65 @@ pub fn run() -> ! {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(pid: &str, kind: &str) -> std::path::PathBuf {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("namespace link")
+    }
+
+    /// Needs root (namespaces). The template is forked here from a multi-threaded test process,
+    /// which its child tolerates: it only makes system calls.
+    #[test]
+    fn the_init_holds_new_namespaces_and_ends_with_0_on_sigterm() {
+        // The init's parent, the template, exits: this process must inherit the init.
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let spec = PodInitSpec {
+            new_ipc: true,
+            new_uts: true,
+            new_pid: true,
+            hostname: Some("pod-a".into()),
+        };
+        let template = InitTemplate::fork_single_threaded(&spec).expect("fork");
+        let pid = template.start().expect("the init starts");
+        let shown = pid.to_string();
+        for kind in ["ipc", "uts", "pid"] {
+            assert_ne!(ns(&shown, kind), ns("self", kind), "{kind}");
+        }
+        assert_eq!(ns(&shown, "net"), ns("self", "net"));
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        assert_eq!(comm.trim(), POD_INIT_NAME);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        assert!(cmdline.starts_with(b"spore-pod-init\0"), "{cmdline:?}");
+        // PID 1 of its namespace gets SIGTERM only because it handles it.
+        // SAFETY: kill and waitpid of the init this test made.
+        let status = unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            status
+        };
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+
+    #[test]
+    fn a_failed_step_is_named() {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // A hostname longer than the kernel takes (64 bytes) fails sethostname.
+        let spec = PodInitSpec {
+            new_uts: true,
+            hostname: Some("h".repeat(100)),
+            ..PodInitSpec::default()
+        };
+        let template = InitTemplate::fork_single_threaded(&spec).expect("fork");
+        let err = template.start().expect_err("sethostname fails");
+        assert!(err.to_string().contains("set the pod's hostname"), "{err}");
     }
 }
