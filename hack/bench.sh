@@ -20,6 +20,10 @@ case "$mode" in
 esac
 cd "$root"
 export CARGO_TARGET_DIR="$root/target"
+# containerd and its shims inherit this environment; nodes do not set these. With
+# RUST_BACKTRACE=1 wasmtime 48 captures a backtrace for every HTTP request's instance (about
+# 5 % of `wasmtime serve`'s CPU), which would skew the servers' figures.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 bash hack/setup.sh >/dev/null
 bash hack/build-guests.sh
 if [ "$mode" = http ]; then

@@ -34,6 +34,12 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    // Spore hosts WASI 0.2 only (no `run_concurrent`, no streams of WASIp3). With concurrency
+    // support on (wasmtime 48's default) every store sets up the component-model-async state,
+    // every host call goes through its task bookkeeping, and every store's drop builds an
+    // error (a captured backtrace when RUST_BACKTRACE is set): 3 to 8 % of an HTTP request's
+    // CPU in `perf`, and why `wasmtime serve` 48 is slower than 36 (docs/benchmarks.md).
+    config.concurrency_support(false);
     config
 }
 

@@ -185,9 +185,18 @@ async fn accept_until_killed(
         _ = sigkill(kill) => ExitStatus::killed(SIGKILL),
     };
     handler.stop_guests();
+    if status.code == 0 {
+        // Requests that outlived the grace period get their 503 written before their
+        // connections go (aborting at once raced the serving threads writing it).
+        let answered = async { while connections.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(STOPPED_ANSWER_WAIT, answered).await;
+    }
     connections.abort_all();
     status
 }
+
+/// How long requests stopped at the end of the grace period have to write their 503.
+const STOPPED_ANSWER_WAIT: Duration = Duration::from_millis(100);
 
 async fn serve_connection(
     stream: TcpStream,
