@@ -12,7 +12,7 @@ fi
 echo "==> setup (Debian packages, containerd 2.x into .tools/, Rust Wasm targets)"
 bash hack/setup.sh
 echo "==> building the shim (containerd-shim-spore-v1), the demo and the Wasm examples"
-if [ ! -x target/debug/containerd-shim-spore-v1 ]; then
+if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/containerd-shim-spore-v1" ]; then
   echo "    (the first build compiles wasmtime: about 15 minutes on 2 cores; cargo shows its progress)"
 fi
 if [ "${SPORE_DEMO_BUILD:-}" = workspace ]; then
@@ -23,4 +23,6 @@ else
   cargo build -p spore-shim --bin containerd-shim-spore-v1 -p spore-e2e --bin spore-demo
 fi
 SPORE_GUESTS=rust bash hack/build-guests.sh
-exec "$root/target/debug/spore-demo"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+exec "$target_dir/debug/spore-demo"

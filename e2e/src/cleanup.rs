@@ -33,7 +33,8 @@ pub fn processes_naming(needle: &str) -> Vec<(i32, String)> {
         };
         let args: Vec<String> = raw
             .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
+            // Blank arguments are room a process keeps for its title (Spore's fork server).
+            .filter(|a| !a.iter().all(u8::is_ascii_whitespace))
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let Some(program) = args.first() else {

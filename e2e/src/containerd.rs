@@ -572,6 +572,15 @@ impl Containerd {
         cleanup::processes_naming(&self.paths.socket.to_string_lossy())
     }
 
+    /// The shim processes that serve a socket of their own (a pod's, a container's): not
+    /// Spore's fork server, which serves none.
+    pub fn serving_shims(&self) -> Vec<(i32, String)> {
+        self.shim_processes()
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains(" -socket "))
+            .collect()
+    }
+
     /// Mount points under this instance's directory.
     pub fn mounts(&self) -> Vec<PathBuf> {
         cleanup::mounts_under(&self.paths.base)

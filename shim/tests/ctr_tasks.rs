@@ -350,7 +350,7 @@ fn containers_of_one_pod_share_one_shim_process() {
         "its own shim without a pod: {tasks}"
     );
     assert_eq!(
-        f.containerd.shim_processes().len(),
+        f.containerd.serving_shims().len(),
         2,
         "{:?}",
         f.containerd.shim_processes()

@@ -10,7 +10,7 @@ use crate::{Containerd, ContainerdOptions, CriClient, Registry};
 pub struct Fixture {
     pub registry: Registry,
     pub containerd: Containerd,
-    /// `/hello.wasm` and `/sleeper.wasm` in a plain image.
+    /// `/hello.wasm` and `/hello-http.wasm` in a plain image.
     pub wasm_image: String,
     /// Debian's static busybox.
     pub busybox_image: String,
@@ -58,7 +58,7 @@ impl Fixture {
         }
         let wasm = ImageBuilder::new()
             .file("/hello.wasm", read_guest("hello")?)
-            .file("/sleeper.wasm", read_guest("sleeper")?)
+            .file("/hello-http.wasm", read_guest("hello-http")?)
             .entrypoint(["/hello.wasm"])
             .build()?;
         let cache_dir = tempfile::Builder::new()

@@ -13,12 +13,13 @@ use super::pss::{pod_processes, process_pss_kib, pss_by_command_kib, total_pss_k
 use super::stats::{Summary, Table, fmt_ms, millis, ratio};
 use super::{BenchArgs, BenchError};
 use crate::cri_log::read_cri_log;
+use crate::pod::QosClass;
 use crate::{ContainerSpec, Containerd, CriClient, Pod, PodSpec};
 
 const POD_NAMESPACE: &str = "default";
 const LOG_LIMIT: Duration = Duration::from_secs(60);
 /// How long pods sit idle before their memory is read.
-const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// What one side runs.
 #[derive(Clone, Debug)]
@@ -28,7 +29,8 @@ struct Side {
     /// A container that prints one line and exits (the latency test).
     echo: Vec<String>,
     echo_label: &'static str,
-    /// A container that stays up idle (the memory test).
+    /// An HTTP server on port 8080 that stays up idle (the memory test); each answers one
+    /// request before its memory is read.
     idle: Vec<String>,
     idle_label: &'static str,
     image: String,
@@ -43,8 +45,8 @@ impl Side {
                 handler: handler.into(),
                 echo: strings(&["/hello.wasm"]),
                 echo_label: "Wasm examples/rust/hello",
-                idle: strings(&["/sleeper.wasm"]),
-                idle_label: "Wasm sleeper (idle guest)",
+                idle: strings(&["/hello-http.wasm"]),
+                idle_label: "Wasm hello-http (idle wasi:http server)",
                 image: fixture.wasm_image.clone(),
             }
         } else {
@@ -90,7 +92,18 @@ struct Memory {
     containerd_growth_kib: i64,
     /// PSS by process name, e.g. the shims apart from pause and the containers.
     by_command: Vec<(String, u64)>,
+    /// Seconds from the first RunPodSandbox of this row's pods until the last of them answered
+    /// its request.
+    start_secs: f64,
+    /// The node's memory in use (`MemTotal - MemAvailable`) above what it was before the first
+    /// pod, in KiB: page cache, kernel objects (network devices, namespaces, cgroups) and
+    /// containerd included.
+    node_growth_kib: i64,
 }
+
+/// Memory limit of each idle pod's container and of the pod, as the kubelet sets them from a pod
+/// spec's `resources.limits.memory`.
+const IDLE_MEMORY_LIMIT: i64 = 64 << 20;
 
 pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     println!("## spore-bench pod\n");
@@ -256,7 +269,9 @@ async fn pod_memory(
 ) -> Result<Vec<Memory>, BenchError> {
     // One pod first, unmeasured: whichever side runs first would otherwise pay the idle
     // guest's compile (memory the shim keeps in its heap) in its first row.
-    let spec = ContainerSpec::new("idle", &side.image).command(side.idle.clone());
+    let spec = ContainerSpec::new("idle", &side.image)
+        .command(side.idle.clone())
+        .memory_limit(IDLE_MEMORY_LIMIT);
     let warm = format!("mem-{}-warm", side.tag.to_ascii_lowercase());
     let warm = start_idle_pod(cri, side, &warm, &spec).await?;
     cri.teardown_pod(&warm).await?;
@@ -270,10 +285,12 @@ async fn pod_memory(
             .map_or(0, |kib| i64::try_from(kib).unwrap_or(i64::MAX))
     };
     let containerd_base = containerd_pss();
+    let node_base = node_used_kib();
     let mut pods: Vec<Pod> = Vec::new();
     let mut measured = Vec::new();
     let mut outcome = Ok(());
     'counts: for &count in counts {
+        let started = Instant::now();
         while pods.len() < count {
             let name = format!("mem-{}-{}", side.tag.to_ascii_lowercase(), pods.len());
             match start_idle_pod(cri, side, &name, &spec).await {
@@ -283,7 +300,11 @@ async fn pod_memory(
                     break 'counts;
                 }
             }
+            if pods.len().is_multiple_of(100) {
+                eprintln!("  {} pods serving", pods.len());
+            }
         }
+        let start_secs = started.elapsed().as_secs_f64();
         tokio::time::sleep(SETTLE).await;
         let pids: BTreeSet<i32> = pod_processes(containerd, &pods);
         let (total_kib, processes) = total_pss_kib(&pids);
@@ -294,9 +315,11 @@ async fn pod_memory(
             base_kib,
             containerd_growth_kib: containerd_pss() - containerd_base,
             by_command: pss_by_command_kib(&pids).into_iter().collect(),
+            start_secs,
+            node_growth_kib: node_used_kib() - node_base,
         });
         eprintln!(
-            "  {count} pods: {processes} processes, {:.1} MiB PSS",
+            "  {count} pods: {processes} processes, {:.1} MiB PSS, started and answering in {start_secs:.1} s",
             total_kib as f64 / 1024.0
         );
     }
@@ -306,15 +329,36 @@ async fn pod_memory(
     outcome.map(|()| measured)
 }
 
+/// The node's memory in use, `MemTotal - MemAvailable` of `/proc/meminfo`, in KiB (0 when it
+/// cannot be read).
+fn node_used_kib() -> i64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
+    };
+    match (field("MemTotal:"), field("MemAvailable:")) {
+        (Some(total), Some(available)) => total - available,
+        _ => 0,
+    }
+}
+
 async fn start_idle_pod(
     cri: &mut CriClient,
     side: &Side,
     name: &str,
     spec: &ContainerSpec,
 ) -> Result<Pod, BenchError> {
-    let pod = cri
-        .run_pod(PodSpec::new(name, POD_NAMESPACE, &side.handler))
-        .await?;
+    let mut pod_spec = PodSpec::new(name, POD_NAMESPACE, &side.handler);
+    pod_spec.memory_limit = spec.memory_limit;
+    pod_spec.qos = QosClass::Burstable;
+    let pod = cri.run_pod(pod_spec).await?;
     let started = async {
         let container = cri.run_container(&pod, spec).await?;
         cri.wait_for_state(
@@ -323,10 +367,11 @@ async fn start_idle_pod(
             LOG_LIMIT,
         )
         .await?;
-        if is_spore(&side.handler) {
-            wait_first_line(&container.log_path, LOG_LIMIT).await?;
-        }
-        Ok::<(), BenchError>(())
+        let ip = cri
+            .pod_ip(&pod.id)
+            .await?
+            .ok_or_else(|| BenchError::Load(format!("pod {name} has no IP")))?;
+        answer_one_request(&format!("http://{ip}:{IDLE_PORT}/"), side).await
     }
     .await;
     match started {
@@ -334,6 +379,37 @@ async fn start_idle_pod(
         Err(err) => {
             let _ = cri.teardown_pod(&pod).await;
             Err(err)
+        }
+    }
+}
+
+/// The port the idle servers listen on (Spore's default `PORT`, and busybox httpd's `-p`).
+const IDLE_PORT: u16 = 8080;
+
+/// Waits until the server at `url` answers a `GET` (a listener comes up a moment after
+/// StartContainer returns): a Spore pod must answer 200, busybox httpd any status (it has no
+/// index page to serve).
+async fn answer_one_request(url: &str, side: &Side) -> Result<(), BenchError> {
+    let t0 = Instant::now();
+    loop {
+        let url_owned = url.to_owned();
+        let answer =
+            tokio::task::spawn_blocking(move || crate::http::request("GET", &url_owned, &[], b""))
+                .await
+                .map_err(|e| BenchError::Load(e.to_string()))?;
+        match answer {
+            Ok(response) if !is_spore(&side.handler) || response.status == 200 => return Ok(()),
+            Ok(response) => {
+                return Err(BenchError::Load(format!(
+                    "{url} answered {}: {}",
+                    response.status,
+                    response.text()
+                )));
+            }
+            Err(_) if t0.elapsed() < LOG_LIMIT => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(err) => return Err(BenchError::Load(format!("{url}: {err}"))),
         }
     }
 }
@@ -459,7 +535,8 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
         "### Memory of idle pods: PSS of every process the pods add (shims, pause, containers)\n"
     );
     println!(
-        "per pod = (total at N − total at 0) / N; total at 0 is what this containerd's shims held before the first pod; marginal = (total at N − total at the previous row) / (pods added).\n"
+        "Each pod has a {} MiB memory limit (pod and container) and answers one GET before it counts as started. per pod = (total at N − total at 0) / N; total at 0 is what this containerd's shims held before the first pod; marginal = (total at N − total at the previous row) / (pods added). Start times are for the pods added in that row.\n",
+        IDLE_MEMORY_LIMIT >> 20
     );
     let mut table = Table::new([
         "pod",
@@ -469,6 +546,8 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
         "PSS per pod (MiB)",
         "marginal PSS per pod since previous row (MiB)",
         "containerd's own PSS growth per pod (MiB)",
+        "node memory in use, growth per pod (MiB)",
+        "start to all answering (s)",
         "per pod by process name (MiB)",
     ]);
     let mib = |kib: f64| format!("{:.2}", kib / 1024.0);
@@ -487,6 +566,8 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
                 mib(per_pod),
                 mib(marginal),
                 mib(m.containerd_growth_kib as f64 / m.pods as f64),
+                mib(m.node_growth_kib as f64 / m.pods as f64),
+                format!("{:.1}", m.start_secs),
                 m.by_command
                     .iter()
                     .map(|(command, kib)| {
@@ -518,6 +599,8 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
                     ratio(per_pod(m), per_pod(b)),
                     String::new(),
                     String::new(),
+                    ratio(m.node_growth_kib as f64, b.node_growth_kib as f64),
+                    ratio(m.start_secs, b.start_secs),
                     String::new(),
                 ]);
             }

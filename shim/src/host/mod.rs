@@ -7,10 +7,12 @@
 pub mod cgroup;
 pub mod cputime;
 pub mod entrypoint;
+pub mod heap;
 pub mod in_root;
 pub mod logging;
 pub mod netns;
 pub mod pod_init;
+pub mod process_title;
 pub mod reaper;
 pub mod rootfs;
 pub mod stats;

@@ -125,7 +125,7 @@ impl InitTemplate {
             flags |= libc::CLONE_NEWPID;
         }
         let hostname = spec.hostname.clone().filter(|_| spec.new_uts);
-        let args = own_arg_area();
+        let args = crate::host::process_title::arg_area();
         let (go_read, go_write) = pipe().ok()?;
         let (reply_read, reply_write) = pipe().ok()?;
         // SAFETY: fork of a single-threaded process; the child runs `template` and exits.
@@ -134,8 +134,11 @@ impl InitTemplate {
             drop((go_write, reply_read));
             if let Some((start, end)) = args {
                 // SAFETY: the kernel's record of this process's argument strings, writable
-                // memory of its own (a copy after fork).
-                unsafe { retitle(start, end) };
+                // memory of its own (a copy after fork). Makes `ps` show the pod's init, not
+                // another shim (which containerd's and the suite's listings would take it for).
+                let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+                crate::host::process_title::write_in_place(area, b"spore-pod-init\0");
+                crate::host::process_title::set_name(c"spore-pod-init");
             }
             template(go_read, reply_write, flags, hostname.as_deref())
         }
@@ -172,33 +175,6 @@ impl InitTemplate {
                 .unwrap_or("start"),
             source: std::io::Error::from_raw_os_error(-value as i32),
         })
-    }
-}
-
-/// Where this process's argument strings are (`arg_start`, `arg_end` of `/proc/self/stat`).
-fn own_arg_area() -> Option<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    // Fields 48 and 49 of stat(5); the split starts at field 3.
-    let start = fields.nth(45)?.parse().ok()?;
-    let end = fields.next()?.parse().ok()?;
-    (end > start).then_some((start, end))
-}
-
-/// Makes `ps` and `/proc/<pid>/cmdline` show the process as the pod's init, not as another shim
-/// (which containerd's and the suite's process listings would take it for).
-///
-/// # Safety
-/// `start..end` must be this process's argument area.
-unsafe fn retitle(start: usize, end: usize) {
-    let title = POD_INIT_NAME.as_bytes();
-    let area = end - start;
-    // SAFETY: within the argument area, per the caller.
-    unsafe {
-        let dst = start as *mut u8;
-        std::ptr::write_bytes(dst, 0, area);
-        std::ptr::copy_nonoverlapping(title.as_ptr(), dst, title.len().min(area - 1));
-        libc::prctl(libc::PR_SET_NAME, c"spore-pod-init".as_ptr());
     }
 }
 

@@ -22,7 +22,7 @@ pub const POOLING_ENV: &str = "SPORE_POOLING";
 
 /// Component instances the shared engine's pool holds: the most a shim process runs at once,
 /// across all the containers of its pod. An HTTP request holds one while it runs.
-pub const POOL_INSTANCES: u32 = 1000;
+pub const POOL_INSTANCES: u32 = 256;
 /// Core instances and tables per component instance the pool makes room for: a Rust
 /// `wasm32-wasip2` component instantiates 3 core modules (its code and wit-component's two
 /// small shim modules) with 2 tables.

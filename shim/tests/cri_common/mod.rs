@@ -243,10 +243,11 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The `containerd-shim-spore-v1` processes serving this containerd.
+/// The `containerd-shim-spore-v1` processes serving this containerd's pods (not the fork
+/// server they are forked from: it serves no socket of a pod).
 pub fn spore_shims(containerd: &Containerd) -> Vec<(i32, String)> {
     containerd
-        .shim_processes()
+        .serving_shims()
         .into_iter()
         .filter(|(_, cmdline)| cmdline.contains("containerd-shim-spore-v1"))
         .collect()

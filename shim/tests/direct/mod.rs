@@ -122,6 +122,18 @@ pub fn start(
     ttrpc_address: &Path,
     wrap: &[&str],
 ) -> Output {
+    start_with_env(bundle, id, containerd_address, ttrpc_address, wrap, &[])
+}
+
+/// [`start`] with more environment (containerd's own environment reaches the shim).
+pub fn start_with_env(
+    bundle: &Path,
+    id: &str,
+    containerd_address: &str,
+    ttrpc_address: &Path,
+    wrap: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let shim = shim_binary();
     let mut command = match wrap.split_first() {
         Some((program, rest)) => {
@@ -145,6 +157,7 @@ pub fn start(
         .env("TTRPC_ADDRESS", ttrpc_address)
         .env("GRPC_ADDRESS", containerd_address)
         .env("MAX_SHIM_VERSION", "2")
+        .envs(env.iter().copied())
         .output()
         .expect("start runs")
 }

@@ -2,6 +2,7 @@
 //! - `start` ([`start`]): find or start the pod's serving process; print its address;
 //! - `delete` ([`delete`]): clean up after a container whose shim is gone;
 //! - `-info` ([`info`]): describe the runtime;
+//! - `fork-server` ([`fork_server`]): the process `start` has serving processes forked from;
 //! - with `-socket` ([`serve`]): the long-lived process that serves the Task API for a pod.
 //!
 //! One bootstrap serves containerd 1.7 and 2.x: `start` answers the task API version containerd
@@ -9,6 +10,7 @@
 //! names (their messages are the same).
 
 pub mod delete;
+pub mod fork_server;
 pub mod info;
 pub mod serve;
 pub mod start;
@@ -58,6 +60,7 @@ pub fn main() -> ExitCode {
             }
             Err(err) => fail(&err.to_string()),
         },
+        fork_server::ACTION => fork_server::run(&flags),
         "delete" => match delete::run(&flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string()),

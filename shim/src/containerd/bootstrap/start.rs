@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use containerd_shim::Flags;
 
 use super::READY_LINE;
+use super::fork_server;
 use crate::containerd::socket::{self, Bound, LISTEN_FD, LISTEN_FD_ENV, SocketError};
 use crate::spec::ContainerSpec;
 
@@ -76,21 +77,80 @@ pub fn run(flags: &Flags) -> Result<String, StartError> {
     Ok(address)
 }
 
-/// Spawns `<this binary> -namespace .. -id .. -address .. -socket ADDRESS` with the listener
-/// as descriptor 3 in a process group of its own, and waits for its ready line.
+/// The serving process's arguments after the program: `-namespace .. -id .. -address ..
+/// -socket ADDRESS`.
+fn server_args(flags: &Flags, address: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-namespace",
+        &flags.namespace,
+        "-id",
+        &flags.id,
+        "-address",
+        &flags.address,
+        "-socket",
+        address,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if !flags.publish_binary.is_empty() {
+        args.extend(["-publish-binary".to_owned(), flags.publish_binary.clone()]);
+    }
+    if flags.debug {
+        args.push("-debug".to_owned());
+    }
+    args
+}
+
+/// Starts the serving process with the listener as descriptor 3 in a process group of its own,
+/// and waits for its ready line: forked by the fork server when it can be, else executed.
 fn spawn_server(flags: &Flags, address: &str, listener: &UnixListener) -> Result<(), StartError> {
+    let args = server_args(flags, address);
+    if fork_server::wanted()
+        && let Some(started) = fork_from_server(flags, &args, listener)
+    {
+        return started;
+    }
+    exec_server(&args, listener)
+}
+
+/// Has the fork server make the serving process; `None` when it cannot (then `start` executes
+/// the binary instead).
+fn fork_from_server(
+    flags: &Flags,
+    args: &[String],
+    listener: &UnixListener,
+) -> Option<Result<(), StartError>> {
+    let binary = std::env::current_exe().ok()?;
+    let mut argv = vec![binary.to_string_lossy().into_owned()];
+    argv.extend_from_slice(args);
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k != LISTEN_FD_ENV)
+        .collect();
+    env.push((LISTEN_FD_ENV.to_owned(), LISTEN_FD.to_string()));
+    let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let forked =
+        fork_server::fork_serving(flags, argv, env, listener, &stdout_write, &stderr_write).ok()?;
+    // Only the serving process holds the write ends now: its exit or its ready line ends them.
+    drop((stdout_write, stderr_write));
+    Some(wait_ready(
+        std::fs::File::from(stdout_read),
+        std::fs::File::from(stderr_read),
+        || {
+            forked
+                .exit_status()
+                .unwrap_or_else(|| "status unknown".to_owned())
+        },
+    ))
+}
+
+/// Executes `<this binary> ARGS` as the serving process.
+fn exec_server(args: &[String], listener: &UnixListener) -> Result<(), StartError> {
     let binary = std::env::current_exe().map_err(StartError::OwnBinary)?;
     let mut command = Command::new(binary);
     command
-        .args(["-namespace", &flags.namespace, "-id", &flags.id])
-        .args(["-address", &flags.address, "-socket", address]);
-    if !flags.publish_binary.is_empty() {
-        command.args(["-publish-binary", &flags.publish_binary]);
-    }
-    if flags.debug {
-        command.arg("-debug");
-    }
-    command
+        .args(args)
         .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -115,27 +175,39 @@ fn spawn_server(flags: &Flags, address: &str, listener: &UnixListener) -> Result
         });
     }
     let mut child = command.spawn().map_err(StartError::Spawn)?;
-    let stderr = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(StartError::Spawn(std::io::Error::other("no pipes")));
+    };
+    wait_ready(stdout, stderr, move || {
+        child
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| format!("status unknown: {e}"))
+    })
+}
+
+/// Reads the serving process's stdout until its ready line or its end; when it ended without
+/// one, fails with its exit `status` and what it said on stderr.
+fn wait_ready(
+    mut stdout: impl Read,
+    mut stderr: impl Read + Send + 'static,
+    status: impl FnOnce() -> String,
+) -> Result<(), StartError> {
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
     });
     let mut said = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut said);
-    }
+    let _ = stdout.read_to_string(&mut said);
     if said.lines().any(|line| line == READY_LINE) {
         // The server is up; it has let go of both pipes, so the stderr reader is done too.
         return Ok(());
     }
-    let status = child
-        .wait()
-        .map(|s| s.to_string())
-        .unwrap_or_else(|e| format!("status unknown: {e}"));
+    let status = status();
     let reason = stderr
-        .and_then(|reader| reader.join().ok())
+        .join()
+        .ok()
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
         .unwrap_or_else(|| "it printed nothing".to_string());

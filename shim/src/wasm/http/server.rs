@@ -67,13 +67,7 @@ impl HttpGuest {
             Ok(opened) => opened,
             Err(e) => return ExitStatus::new(1, Some(e.to_string())),
         };
-        let threads = match ServingThreads::start(self.config.threads, "spore-http") {
-            Ok(threads) => threads,
-            Err(err) => {
-                let message = format!("cannot start the HTTP serving threads: {err}");
-                return ExitStatus::new(1, Some(message));
-            }
-        };
+        let threads = ServingThreads::new(self.config.threads, "spore-http");
         let status = match listen(self.config.port) {
             Ok(listener) => {
                 let handler = Arc::new(RequestHandler::new(
@@ -143,6 +137,15 @@ async fn accept_until_killed(
                                 continue;
                             }
                         };
+                        // A thread that cannot be started leaves the connection on the
+                        // shim's own runtime: served all the same.
+                        let thread = match threads.next() {
+                            Ok(thread) => thread,
+                            Err(err) => {
+                                tracing::warn!(%err, "starting an HTTP serving thread failed");
+                                tokio::runtime::Handle::current()
+                            }
+                        };
                         let (handler, drain) = (handler.clone(), drain.clone());
                         connections.spawn_on(async move {
                             match TcpStream::from_std(socket) {
@@ -150,7 +153,7 @@ async fn accept_until_killed(
                                 Err(err) => tracing::debug!(%err, "a connection could not be registered"),
                             }
                             drop(place);
-                        }, threads.next());
+                        }, &thread);
                     }
                     Admission::Refuse(slot) => {
                         connections.spawn(overload::refuse(stream, slot));

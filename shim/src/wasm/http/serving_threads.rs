@@ -8,59 +8,81 @@
 //! per request where runwasi's shim, whose server runs on one thread, spent 192. `docs/http.md`
 //! has the figures with these threads.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// The container's serving threads; they end when this is dropped (tasks still on them are
-/// cancelled).
+/// The container's serving threads, each started when the first connection is handed to it (an
+/// idle server holds none: their stacks, runtimes and malloc arenas cost an idle pod memory);
+/// they end when this is dropped (tasks still on them are cancelled).
 pub struct ServingThreads {
-    handles: Vec<Handle>,
+    name: String,
+    /// A started thread's runtime, by slot.
+    slots: Mutex<Vec<Option<Handle>>>,
     /// Dropping a sender ends its thread's runtime.
-    _stops: Vec<oneshot::Sender<()>>,
+    stops: Mutex<Vec<oneshot::Sender<()>>>,
+    count: usize,
     next: AtomicUsize,
 }
 
 impl ServingThreads {
-    /// Starts `count` (at least one) threads named `name`.
-    pub fn start(count: usize, name: &str) -> std::io::Result<ServingThreads> {
-        let mut handles = Vec::new();
-        let mut stops = Vec::new();
-        for i in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            handles.push(runtime.handle().clone());
-            let (stop, stopped) = oneshot::channel::<()>();
-            stops.push(stop);
-            std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || {
-                    // Runs the tasks handed to it until the sender goes; dropping the runtime
-                    // here cancels what is left.
-                    let _ = runtime.block_on(stopped);
-                })?;
-        }
-        Ok(ServingThreads {
-            handles,
-            _stops: stops,
+    /// Room for `count` (at least one) threads named `name-<slot>`; none started yet.
+    pub fn new(count: usize, name: &str) -> ServingThreads {
+        let count = count.max(1);
+        ServingThreads {
+            name: name.to_owned(),
+            slots: Mutex::new(vec![None; count]),
+            stops: Mutex::new(Vec::new()),
+            count,
             next: AtomicUsize::new(0),
-        })
+        }
     }
 
-    /// The thread for the next connection (round robin).
-    pub fn next(&self) -> &Handle {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        &self.handles[i]
+    /// The thread for the next connection (round robin), started if it is its first.
+    pub fn next(&self) -> std::io::Result<Handle> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.count;
+        let mut slots = self
+            .slots
+            .lock()
+            .map_err(|_| std::io::Error::other("serving threads poisoned"))?;
+        if let Some(handle) = &slots[i] {
+            return Ok(handle.clone());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("{}-{i}", self.name))
+            .spawn(move || {
+                // Runs the tasks handed to it until the sender goes; dropping the runtime
+                // here cancels what is left.
+                let _ = runtime.block_on(stopped);
+            })?;
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.push(stop);
+        }
+        slots[i] = Some(handle.clone());
+        Ok(handle)
     }
 
+    /// How many threads there is room for.
     pub fn len(&self) -> usize {
-        self.handles.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
+        self.count == 0
+    }
+
+    /// How many have been started.
+    pub fn started(&self) -> usize {
+        self.slots
+            .lock()
+            .map_or(0, |slots| slots.iter().filter(|s| s.is_some()).count())
     }
 }
 
@@ -70,12 +92,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_go_round_robin_and_each_runs_on_its_own_thread() {
-        let threads = ServingThreads::start(2, "spore-test-http").expect("threads");
+        let threads = ServingThreads::new(2, "spore-test-http");
         assert_eq!(threads.len(), 2);
         let mut names = Vec::new();
         for _ in 0..4 {
             let name = threads
                 .next()
+                .expect("thread")
                 .spawn(async {
                     // A task spawned from there stays on that thread.
                     let outer = std::thread::current().name().map(str::to_owned);
@@ -103,9 +126,9 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_left_on_the_threads_end_with_them() {
-        let threads = ServingThreads::start(1, "spore-test-end").expect("threads");
+        let threads = ServingThreads::new(1, "spore-test-end");
         let (held, released) = oneshot::channel::<()>();
-        let task = threads.next().spawn(async move {
+        let task = threads.next().expect("thread").spawn(async move {
             let _held = held;
             std::future::pending::<()>().await;
         });
@@ -113,5 +136,53 @@ mod tests {
         // The task is cancelled with its runtime: its sender is dropped, the join reports it.
         assert!(released.await.is_err());
         assert!(task.await.expect_err("cancelled").is_cancelled());
+    }
+
+    /// Names of this process's threads.
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .map(|n| n.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_thread_starts_with_its_first_connection_and_not_before() {
+        let threads = ServingThreads::new(2, "spore-lazy");
+        // A new thread names itself a moment after it starts: wait (bounded) for the count.
+        let running = || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let n = thread_names()
+                    .iter()
+                    .filter(|n| n.starts_with("spore-lazy"))
+                    .count();
+                if n == threads.started() || std::time::Instant::now() > deadline {
+                    return n;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        assert_eq!((threads.started(), running()), (0, 0), "idle: no thread");
+        let first = threads.next().expect("thread");
+        assert_eq!((threads.started(), running()), (1, 1));
+        let again = threads.next().expect("thread");
+        assert_eq!((threads.started(), running()), (2, 2));
+        // The slots are reused from then on.
+        let third = threads.next().expect("thread");
+        assert_eq!((threads.started(), running()), (2, 2));
+        let on = |h: Handle| async move {
+            h.spawn(async { std::thread::current().name().map(str::to_owned) })
+                .await
+                .expect("task")
+        };
+        assert_eq!(on(first).await.as_deref(), Some("spore-lazy-0"));
+        assert_eq!(on(again).await.as_deref(), Some("spore-lazy-1"));
+        assert_eq!(on(third).await.as_deref(), Some("spore-lazy-0"));
     }
 }
