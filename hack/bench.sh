@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Spore's benchmarks on a private containerd, against runc on the same containerd.
 #   hack/bench.sh start [N] [flags]   ctr run --rm: examples/rust/hello (spore) vs busybox echo (runc), N=20
-#   hack/bench.sh pod   [N] [flags]   CRI pods: start latency (N=10) and PSS per idle pod at 1/10/50
+#   hack/bench.sh pod   [N] [flags]   CRI pods: start latency (N=10) and PSS per idle pod at 1/10/100
 #   hack/bench.sh languages [N]       CRI pods of the Rust, JavaScript and Python examples: size,
 #                                     cold and warm start (N=5 warm), HTTP req/s at 1 and 16 conns
 #   hack/bench.sh http [N]            HTTP req/s, p50, p99 (wrk; N=3 rounds of 10 s): hello and JSON
 #                                     components served by Spore, by runwasi's
 #                                     containerd-shim-wasmtime-v1 when it is on PATH (same containerd,
 #                                     CRI pods) and by `wasmtime serve` 48 (installed into .tools/)
-# Flags go to spore-bench (e.g. pod: --handler-a runc --handler-b runc, --pods 1,10,50,
+# Flags go to spore-bench (e.g. pod: --handler-a runc --handler-b runc, --pods 1,10,100,1000,
 # --skip-latency, --skip-memory). Builds the guests, the release shim and spore-bench first;
 # containerd runs the shim from target/release. Needs root (hack/setup.sh installs the rest).
 set -euo pipefail

@@ -1,7 +1,8 @@
 //! A bridge CNI network private to one containerd instance: its own bridge, its own /24 subnet
 //! (10.88.N.0/24, N leased through a lock file so that parallel tests — in this process or in
 //! others — never share one), host-local IPAM with its state in the instance's directory, plus
-//! the loopback and portmap plugins. Written as a conflist into the instance's CNI conf dir.
+//! the loopback and portmap plugins. Written as a conflist into the instance's CNI conf dir. The
+//! benches ask for a wide network instead (a /21 in 10.89.0.0/16): 1,000 pods at once.
 
 use std::fs::{File, OpenOptions};
 use std::net::Ipv4Addr;
@@ -94,12 +95,14 @@ pub struct CniNetwork {
     lease: NetworkLease,
     conf_dir: PathBuf,
     ipam_dir: PathBuf,
+    /// A /21 in 10.89.0.0/16 instead of the lease's /24 (see [`CniNetwork::subnet`]).
+    wide: bool,
 }
 
 impl CniNetwork {
     /// Leases a subnet and writes `10-spore-e2e.conflist` into `conf_dir`; host-local IPAM keeps
     /// its allocations in `ipam_dir`.
-    pub fn create(conf_dir: &Path, ipam_dir: &Path) -> Result<Self, CniError> {
+    pub fn create(conf_dir: &Path, ipam_dir: &Path, wide: bool) -> Result<Self, CniError> {
         for plugin in ["bridge", "host-local", "loopback", "portmap"] {
             if !Path::new(CNI_BIN_DIR).join(plugin).is_file() {
                 return Err(CniError::PluginMissing(plugin));
@@ -110,6 +113,7 @@ impl CniNetwork {
             lease,
             conf_dir: conf_dir.to_path_buf(),
             ipam_dir: ipam_dir.to_path_buf(),
+            wide,
         };
         for dir in [conf_dir, ipam_dir] {
             std::fs::create_dir_all(dir).map_err(|source| CniError::Write {
@@ -136,20 +140,34 @@ impl CniNetwork {
         format!("spore-br{}", self.lease.number())
     }
 
-    /// `10.88.N.0/24`.
+    /// `10.88.N.0/24`; a wide network `10.89.M.0/21` with M = 8 × (N mod 32) (two wide
+    /// networks whose leases are 32 apart would overlap: wide networks are for benches, one at
+    /// a time).
     pub fn subnet(&self) -> String {
-        format!("10.88.{}.0/24", self.lease.number())
+        let gateway = self.gateway().octets();
+        let prefix = if self.wide { 21 } else { 24 };
+        format!("{}.{}.{}.0/{prefix}", gateway[0], gateway[1], gateway[2])
     }
 
-    /// `10.88.N.1`, the bridge's address and the pods' default gateway.
+    /// The subnet's first address: the bridge's address and the pods' default gateway.
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 88, self.lease.number(), 1)
+        if self.wide {
+            Ipv4Addr::new(10, 89, 8 * (self.lease.number() % 32), 1)
+        } else {
+            Ipv4Addr::new(10, 88, self.lease.number(), 1)
+        }
     }
 
     /// Whether `ip` is a pod address of this network.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let [a, b, c, _] = ip.octets();
-        a == 10 && b == 88 && c == self.lease.number() && ip != self.gateway()
+        let [ga, gb, gc, _] = self.gateway().octets();
+        let in_subnet = if self.wide {
+            a == ga && b == gb && c & !7 == gc
+        } else {
+            a == ga && b == gb && c == gc
+        };
+        in_subnet && ip != self.gateway()
     }
 
     pub fn conf_dir(&self) -> &Path {
@@ -267,8 +285,9 @@ mod tests {
     #[test]
     fn conflist_names_a_private_subnet_and_bridge() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let network = CniNetwork::create(&dir.path().join("net.d"), &dir.path().join("ipam"))
-            .expect("network");
+        let network =
+            CniNetwork::create(&dir.path().join("net.d"), &dir.path().join("ipam"), false)
+                .expect("network");
         let text = std::fs::read_to_string(network.conflist_path()).expect("conflist written");
         let conf: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(conf["name"], network.name());
@@ -292,5 +311,20 @@ mod tests {
         assert!(network.contains(Ipv4Addr::new(10, 88, n, 7)));
         assert!(!network.contains(network.gateway()));
         assert!(!network.contains(Ipv4Addr::new(10, 89, n, 7)));
+    }
+
+    #[test]
+    fn a_wide_network_holds_two_thousand_pods() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let network = CniNetwork::create(&dir.path().join("net.d"), &dir.path().join("ipam"), true)
+            .expect("network");
+        let [_, _, c, _] = network.gateway().octets();
+        assert_eq!(c % 8, 0);
+        assert_eq!(network.subnet(), format!("10.89.{c}.0/21"));
+        assert!(network.contains(Ipv4Addr::new(10, 89, c + 7, 254)));
+        assert!(network.contains(Ipv4Addr::new(10, 89, c, 2)));
+        assert!(!network.contains(network.gateway()));
+        assert!(!network.contains(Ipv4Addr::new(10, 89, c.wrapping_add(8), 2)));
+        assert!(!network.contains(Ipv4Addr::new(10, 88, c, 2)));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::BenchError;
 
 pub const USAGE: &str = "spore-bench start|pod|languages|http [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] [--handler-c H|none] \
-[--pods 1,10,50] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
+[--pods 1,10,100] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
 [--seconds S] [--connections 1,16,50] [--wasmtime PATH]";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl BenchArgs {
             handler_a: "spore".into(),
             handler_b: "runc".into(),
             handler_c: Some(crate::config::SPORE_RUNC_SANDBOX_HANDLER.into()),
-            pod_counts: vec![1, 10, 50],
+            pod_counts: vec![1, 10, 100],
             skip_latency: false,
             skip_memory: false,
             cache_n: 10,
@@ -156,7 +156,7 @@ mod tests {
             ("spore", "runc")
         );
         assert_eq!(pod.handler_c.as_deref(), Some("spore-runc-sandbox"));
-        assert_eq!(pod.pod_counts, [1, 10, 50]);
+        assert_eq!(pod.pod_counts, [1, 10, 100]);
         let languages = BenchArgs::parse(&["languages", "3"]).expect("valid");
         assert_eq!((languages.mode, languages.n), (Mode::Languages, 3));
         let http = BenchArgs::parse(&["http"]).expect("valid");

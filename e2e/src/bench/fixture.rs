@@ -74,7 +74,8 @@ impl Fixture {
             .shim_dir(shim_dir)
             .spore_option("CacheDir", cache_toml)
             .plain_http_registry(registry.host())
-            .import_pause_image(import_pause);
+            .import_pause_image(import_pause)
+            .wide_pod_network(true);
         for (handler, runtime_type) in runtimes {
             options = options.runtime(handler, runtime_type);
         }

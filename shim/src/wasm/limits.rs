@@ -118,11 +118,18 @@ impl MemoryBudget {
 pub struct GuestLimits {
     budget: Arc<MemoryBudget>,
     held: u64,
+    /// Every guest's store holds its limits: while one exists, a guest may run, and the
+    /// engine's epoch must tick for its CPU time and Kill to be enforced.
+    _epoch: crate::wasm::engine::Ticking,
 }
 
 impl GuestLimits {
     pub fn new(budget: Arc<MemoryBudget>) -> Self {
-        GuestLimits { budget, held: 0 }
+        GuestLimits {
+            budget,
+            held: 0,
+            _epoch: crate::wasm::engine::Ticking::new(),
+        }
     }
 }
 
