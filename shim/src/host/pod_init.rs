@@ -231,6 +231,16 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
         {
             answer(1, errno());
         }
+        // The init is PID 1 of its namespace: a signal it has no handler for yet is dropped,
+        // not kept. Blocked from before the fork, a SIGTERM that comes before `run` has set its
+        // handlers stays pending for `run` to take (a Kill right after the sandbox's Start was
+        // otherwise lost, and the pod took its whole grace period to stop).
+        let mut blocked: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut blocked);
+        for signal in INIT_SIGNALS {
+            libc::sigaddset(&mut blocked, signal);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
         match libc::fork() {
             0 => {
                 libc::close(go);
@@ -245,6 +255,9 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
 
 extern "C" fn on_signal(_: libc::c_int) {}
 
+/// The signals the init waits for.
+const INIT_SIGNALS: [libc::c_int; 3] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT];
+
 /// The init: waits for signals, reaps children, exits 0 on SIGTERM or SIGINT. As PID 1 of a
 /// namespace it gets only the signals it handles (and SIGKILL from outside), hence the handlers.
 fn run() -> ! {
@@ -253,7 +266,7 @@ fn run() -> ! {
         libc::prctl(libc::PR_SET_NAME, c"spore-pod-init".as_ptr());
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT] {
+        for signal in INIT_SIGNALS {
             libc::sigaddset(&mut set, signal);
             libc::signal(signal, on_signal as *const () as libc::sighandler_t);
         }
@@ -294,6 +307,24 @@ mod tests {
         let template = InitTemplate::fork_single_threaded(&spec).expect("fork");
         let pid = template.start().expect("the init starts");
         let shown = pid.to_string();
+        // From its first instant (the template answers as soon as it has forked, usually before
+        // the init has run a line), SIGTERM is blocked or handled, never neither: a Kill that
+        // early stays pending instead of being dropped by a PID 1 without a handler. (While
+        // the init waits in sigwaitinfo the kernel shows it unblocked, and handled.)
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let mask = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_owned()))
+                .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                .unwrap_or(0)
+        };
+        let (blocked, caught) = (mask("SigBlk:"), mask("SigCgt:"));
+        assert_ne!(
+            (blocked | caught) & (1 << (libc::SIGTERM - 1)),
+            0,
+            "SigBlk {blocked:x}, SigCgt {caught:x}"
+        );
         for kind in ["ipc", "uts", "pid"] {
             assert_ne!(ns(&shown, kind), ns("self", kind), "{kind}");
         }
