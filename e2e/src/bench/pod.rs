@@ -168,7 +168,7 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
             }
         }
         for pod in &pods {
-            cri.teardown_pod(pod).await?;
+            teardown(&mut cri, pod).await?;
         }
         measured?;
         print_restarts(args.n, &sides, &restarts);
@@ -206,7 +206,7 @@ async fn pod_latency(cri: &mut CriClient, side: &Side, name: &str) -> Result<Lat
     let start = t0.elapsed();
     wait_first_line(&container.log_path, LOG_LIMIT).await?;
     let first_line = t0.elapsed();
-    cri.teardown_pod(&pod).await?;
+    teardown(cri, &pod).await?;
     Ok(Latency {
         sandbox: millis(sandbox),
         create: millis(create - sandbox),
@@ -244,6 +244,24 @@ async fn start_in_pod(
     })
 }
 
+/// Stops and removes `pod`. containerd 2.1.9's runc shim sometimes closes its connection when
+/// containerd kills a container that has just exited, and StopPodSandbox fails with `ttrpc:
+/// closed` (seen with runc on both sides, no Spore pod involved): the kubelet then calls
+/// StopPodSandbox again, and so does the bench, once, saying so.
+async fn teardown(cri: &mut CriClient, pod: &Pod) -> Result<(), BenchError> {
+    match cri.teardown_pod(pod).await {
+        Err(err) if err.to_string().contains("ttrpc: closed") => {
+            eprintln!(
+                "note: {} ({}): StopPodSandbox failed with `ttrpc: closed`; stopping it again",
+                pod.spec.name, pod.spec.handler
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(cri.teardown_pod(pod).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Polls the CRI log every 2 ms until it holds a complete line.
 async fn wait_first_line(path: &Path, limit: Duration) -> Result<(), BenchError> {
     let started = Instant::now();
@@ -274,7 +292,7 @@ async fn pod_memory(
         .memory_limit(IDLE_MEMORY_LIMIT);
     let warm = format!("mem-{}-warm", side.tag.to_ascii_lowercase());
     let warm = start_idle_pod(cri, side, &warm, &spec).await?;
-    cri.teardown_pod(&warm).await?;
+    teardown(cri, &warm).await?;
     wait_for_no_shims(containerd).await;
     let (base_kib, _) = total_pss_kib(&pod_processes(containerd, &[]));
     let containerd_pss = || {
@@ -324,7 +342,7 @@ async fn pod_memory(
         );
     }
     for pod in &pods {
-        cri.teardown_pod(pod).await?;
+        teardown(cri, pod).await?;
     }
     outcome.map(|()| measured)
 }
