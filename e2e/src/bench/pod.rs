@@ -444,73 +444,25 @@ fn print_latency(n: usize, sides: &[Side], samples: &[Vec<Latency>]) {
     println!(
         "### Pod start: RunPodSandbox → the container's first log line (ms, N={n} each, interleaved, one warm-up discarded)\n"
     );
-    let mut table = Table::new([
-        "pod",
-        "median",
-        "p10",
-        "p90",
-        "RunPodSandbox (median)",
-        "sandbox share",
-        "CreateContainer",
-        "StartContainer",
-        "started → first line",
-    ]);
-    let median = |s: usize, f: fn(&Latency) -> f64| {
-        let v: Vec<f64> = samples[s].iter().map(f).collect();
-        Summary::of(&v).map_or(f64::NAN, |x| x.median)
-    };
-    let totals: Vec<Option<Summary>> = (0..sides.len())
-        .map(|s| Summary::of(&samples[s].iter().map(|l| l.total).collect::<Vec<_>>()))
-        .collect();
-    for (s, side) in sides.iter().enumerate() {
-        let Some(total) = totals[s] else { continue };
-        let sandbox = median(s, |l| l.sandbox);
-        table.row([
-            side.label(side.echo_label),
-            fmt_ms(total.median),
-            fmt_ms(total.p10),
-            fmt_ms(total.p90),
-            fmt_ms(sandbox),
-            format!("{:.0} %", 100.0 * sandbox / total.median),
-            fmt_ms(median(s, |l| l.create)),
-            fmt_ms(median(s, |l| l.start)),
-            fmt_ms(median(s, |l| l.first_line)),
-        ]);
-    }
-    // Every side against B (index 1).
-    for (s, side) in sides.iter().enumerate().filter(|(s, _)| *s != 1) {
-        let (Some(x), Some(b)) = (totals[s], totals[1]) else {
-            continue;
-        };
-        let cell = |f: fn(&Latency) -> f64| ratio(median(s, f), median(1, f));
-        table.row([
-            format!("ratio {} / B", side.tag),
-            ratio(x.median, b.median),
-            ratio(x.p10, b.p10),
-            ratio(x.p90, b.p90),
-            cell(|l| l.sandbox),
-            String::new(),
-            cell(|l| l.create),
-            cell(|l| l.start),
-            cell(|l| l.first_line),
-        ]);
-    }
-    println!("{}", table.render());
+    print_starts(sides, samples, true);
 }
 
 fn print_restarts(n: usize, sides: &[Side], samples: &[Vec<Latency>]) {
     println!(
         "### Container start in a running pod: CreateContainer → the container's first log line (ms, N={n} each, attempts 1..N after attempt 0, interleaved)\n"
     );
-    let mut table = Table::new([
-        "pod",
-        "median",
-        "p10",
-        "p90",
-        "CreateContainer",
-        "StartContainer",
-        "started → first line",
-    ]);
+    print_starts(sides, samples, false);
+}
+
+/// The table of start samples per side, then every side against B (index 1); `sandbox` adds
+/// the RunPodSandbox columns.
+fn print_starts(sides: &[Side], samples: &[Vec<Latency>], sandbox: bool) {
+    let mut header = vec!["pod", "median", "p10", "p90"];
+    if sandbox {
+        header.extend(["RunPodSandbox (median)", "sandbox share"]);
+    }
+    header.extend(["CreateContainer", "StartContainer", "started → first line"]);
+    let mut table = Table::new(header);
     let median = |s: usize, f: fn(&Latency) -> f64| {
         let v: Vec<f64> = samples[s].iter().map(f).collect();
         Summary::of(&v).map_or(f64::NAN, |x| x.median)
@@ -518,32 +470,41 @@ fn print_restarts(n: usize, sides: &[Side], samples: &[Vec<Latency>]) {
     let totals: Vec<Option<Summary>> = (0..sides.len())
         .map(|s| Summary::of(&samples[s].iter().map(|l| l.total).collect::<Vec<_>>()))
         .collect();
+    let phases: [fn(&Latency) -> f64; 3] = [|l| l.create, |l| l.start, |l| l.first_line];
     for (s, side) in sides.iter().enumerate() {
         let Some(total) = totals[s] else { continue };
-        table.row([
+        let mut row = vec![
             side.label(side.echo_label),
             fmt_ms(total.median),
             fmt_ms(total.p10),
             fmt_ms(total.p90),
-            fmt_ms(median(s, |l| l.create)),
-            fmt_ms(median(s, |l| l.start)),
-            fmt_ms(median(s, |l| l.first_line)),
-        ]);
+        ];
+        if sandbox {
+            let share = median(s, |l| l.sandbox);
+            row.extend([
+                fmt_ms(share),
+                format!("{:.0} %", 100.0 * share / total.median),
+            ]);
+        }
+        row.extend(phases.iter().map(|f| fmt_ms(median(s, *f))));
+        table.row(row);
     }
     for (s, side) in sides.iter().enumerate().filter(|(s, _)| *s != 1) {
         let (Some(x), Some(b)) = (totals[s], totals[1]) else {
             continue;
         };
         let cell = |f: fn(&Latency) -> f64| ratio(median(s, f), median(1, f));
-        table.row([
+        let mut row = vec![
             format!("ratio {} / B", side.tag),
             ratio(x.median, b.median),
             ratio(x.p10, b.p10),
             ratio(x.p90, b.p90),
-            cell(|l| l.create),
-            cell(|l| l.start),
-            cell(|l| l.first_line),
-        ]);
+        ];
+        if sandbox {
+            row.extend([cell(|l| l.sandbox), String::new()]);
+        }
+        row.extend(phases.iter().map(|f| cell(*f)));
+        table.row(row);
     }
     println!("{}", table.render());
 }

@@ -162,6 +162,37 @@ pub fn take_inherited() -> Result<Option<UnixListener>, SocketError> {
     Ok(Some(listener))
 }
 
+/// Makes `command` start with `listener` as its descriptor [`LISTEN_FD`] (named in its
+/// environment) and `detach` run in the child before the exec (a process group or a session of
+/// its own).
+pub fn hand_over(
+    command: &mut std::process::Command,
+    listener: &UnixListener,
+    detach: fn() -> libc::c_int,
+) {
+    use std::os::unix::process::CommandExt;
+    command.env(LISTEN_FD_ENV, LISTEN_FD.to_string());
+    let fd = listener.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, and `detach`: setpgid or setsid) run
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == LISTEN_FD {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, LISTEN_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if detach() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Binds `address` in the serving process itself (a shim started without `start`, e.g. by hand).
 pub fn bind_for_serving(address: &str) -> Result<UnixListener, SocketError> {
     match bind(address)? {

@@ -9,9 +9,7 @@
 //! makes `start` fail with the reason it printed.
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -151,29 +149,14 @@ fn exec_server(args: &[String], listener: &UnixListener) -> Result<(), StartErro
     let mut command = Command::new(binary);
     command
         .args(args)
-        .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let fd = listener.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, setpgid) run between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if fd == LISTEN_FD {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, LISTEN_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Signals containerd sends the start process's group must not reach the shim.
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Signals containerd sends the start process's group must not reach the shim.
+    socket::hand_over(&mut command, listener, || {
+        // SAFETY: setpgid of the child itself, async-signal-safe.
+        unsafe { libc::setpgid(0, 0) }
+    });
     let mut child = command.spawn().map_err(StartError::Spawn)?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(StartError::Spawn(std::io::Error::other("no pipes")));

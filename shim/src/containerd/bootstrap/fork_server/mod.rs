@@ -33,14 +33,13 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use containerd_shim::Flags;
 
-use crate::containerd::socket::{self, Bound, LISTEN_FD, LISTEN_FD_ENV, SocketError};
+use crate::containerd::socket::{self, Bound, SocketError};
 use request::{ForkRequest, RequestError};
 
 /// The action word containerd never sends: `<binary> -address A fork-server`.
@@ -173,30 +172,15 @@ fn start_server(flags: &Flags, address: &str) -> Result<(), ForkServerError> {
         .arg(ACTION)
         // Room for a child's command line where it must be written over the server's own.
         .arg(" ".repeat(TITLE_ROOM))
-        .env(LISTEN_FD_ENV, LISTEN_FD.to_string())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let fd = listener.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, setsid) run between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if fd == LISTEN_FD {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, LISTEN_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Neither containerd's signals to `start` nor the end of its session reach it.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Neither containerd's signals to `start` nor the end of its session reach it.
+    socket::hand_over(&mut command, &listener, || {
+        // SAFETY: setsid of the child itself, async-signal-safe.
+        unsafe { libc::setsid() }
+    });
     command.spawn().map_err(ForkServerError::Spawn).map(drop)
 }
 
