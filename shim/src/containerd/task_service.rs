@@ -80,6 +80,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         _: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        crate::host::heap::note_activity();
         let created = self.create_container(&req).await;
         let pid = created.inspect_err(|err| tracing::warn!(id = %req.id, %err, "create failed"))?;
         Ok(api::CreateTaskResponse {
@@ -94,6 +95,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         _: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        crate::host::heap::note_activity();
         let (entry, process) = self.process(&req.id, &req.exec_id)?;
         let watch = entry.exit_watch(exec_id(&req.exec_id))?;
         let _start_in_flight = watch.hold();
@@ -144,6 +146,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
         _: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        crate::host::heap::note_activity();
         let (entry, process) = self.process(&req.id, &req.exec_id)?;
         let status = process.delete().await?;
         entry.exit_watch(exec_id(&req.exec_id))?.published().await;

@@ -75,6 +75,7 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
     if let Ok(spec) = crate::spec::ContainerSpec::load(Path::new(".")) {
         crate::host::pod_init::prepare_template(&spec);
     }
+    crate::host::heap::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,12 +108,14 @@ async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> 
         .map_err(|e| ServeError::Server(e.to_string()))?;
     signal_ready();
     tracing::info!(socket = %flags.socket, "serving");
+    let trimmer = tokio::spawn(crate::host::heap::trim_when_quiet());
     shutdown.requested().await;
     crate::faults::exit_delay().await;
     // Stops accepting, waits for the requests already received to be answered, then closes.
     let _ = server.shutdown().await;
     // The last TaskExit and TaskDelete reach containerd before the shim goes.
     events.flushed().await;
+    trimmer.abort();
     crate::host::cgroup::leave_pod();
     tracing::info!("no containers left: the shim exits");
     Ok(())

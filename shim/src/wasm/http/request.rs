@@ -97,6 +97,7 @@ impl RequestHandler {
     }
 
     pub async fn handle(&self, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        crate::host::heap::note_activity();
         // hyper refuses a head that does not fit its read buffer (sized from the same limit);
         // one that arrived in a single read is measured here.
         if head_size(&request) > self.config.max_header_bytes {
