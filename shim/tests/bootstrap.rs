@@ -12,8 +12,8 @@ use containerd_shim::protos::api;
 use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::protos::ttrpc::{self, Code};
 use direct::{
-    Bundle, EventServer, answered_address, bounded, create_and_start, gone, shims_serving, start,
-    task_client,
+    Bundle, EventServer, answered_address, bounded, create_and_start, gone, shims_serving,
+    shut_down, start, task_client,
 };
 
 /// Runs what follows in a private mount namespace whose `/run` is an empty tmpfs: a machine
@@ -163,14 +163,7 @@ async fn a_second_container_of_a_pod_is_answered_the_pods_shim() {
         let written = std::fs::read_to_string(bundle.path().join("address")).expect("address");
         assert_eq!(written, a);
     }
-    let client = task_client(std::path::Path::new(
-        a.strip_prefix("unix://").expect("unix"),
-    ))
-    .await;
-    client
-        .shutdown(ctx(), &api::ShutdownRequest::default())
-        .await
-        .expect("shutdown");
+    shut_down(&a).await;
     assert!(gone(pids[0], Duration::from_secs(5)).await);
 }
 

@@ -8,10 +8,8 @@ mod direct;
 use std::path::Path;
 use std::time::Duration;
 
-use containerd_shim::protos::api;
-use containerd_shim::protos::ttrpc::context::Context;
 use direct::{
-    Bundle, EventServer, answered_address, gone, shims_serving, start_with_env, task_client,
+    Bundle, EventServer, answered_address, gone, shims_serving, shut_down, start_with_env,
 };
 
 fn unique(prefix: &str) -> String {
@@ -71,14 +69,6 @@ fn binary_private_dirty_kib(pid: i32) -> u64 {
         }
     }
     kib
-}
-
-async fn shut_down(address: &str) {
-    let client = task_client(Path::new(address.strip_prefix("unix://").expect("unix"))).await;
-    client
-        .shutdown(Context::default(), &api::ShutdownRequest::default())
-        .await
-        .expect("shutdown");
 }
 
 #[tokio::test]

@@ -5,11 +5,10 @@
 //! terminal on ResizePty.
 
 use std::fs::File;
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use tokio::net::UnixListener;
 
 use crate::container::WindowSize;
@@ -77,27 +76,13 @@ impl ConsoleSocket {
 }
 
 fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, ConsoleError> {
+    // runc sends the terminal's name along with its master.
     let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let message = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| ConsoleError::Receive(e.to_string()))?;
-    let mut cmsgs = message
-        .cmsgs()
+    let (_, fds) = crate::host::fd_passing::receive(stream.as_raw_fd(), &mut name)
         .map_err(|e| ConsoleError::Receive(e.to_string()))?;
-    let fd = cmsgs
-        .find_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .ok_or_else(|| ConsoleError::Receive("runc sent no descriptor".into()))?;
-    // SAFETY: the descriptor was just received and belongs to nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    fds.into_iter()
+        .next()
+        .ok_or_else(|| ConsoleError::Receive("runc sent no descriptor".into()))
 }
 
 /// A terminal's master, with its copies running.

@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod cputime;
 pub mod entrypoint;
+pub mod fd_passing;
 pub mod heap;
 pub mod in_root;
 pub mod logging;

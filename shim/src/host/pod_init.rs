@@ -263,7 +263,7 @@ const INIT_SIGNALS: [libc::c_int; 3] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGI
 fn run() -> ! {
     // SAFETY: signal set manipulation and waits on this single-threaded process.
     unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"spore-pod-init".as_ptr());
+        crate::host::process_title::set_name(c"spore-pod-init");
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for signal in INIT_SIGNALS {

@@ -212,6 +212,18 @@ pub async fn create_and_start(client: &TaskClient, id: &str, bundle: &Path, stdo
         .expect("start");
 }
 
+/// Shuts down the shim answering at `address` (`unix://...`), as containerd's last Shutdown.
+pub async fn shut_down(address: &str) {
+    let client = task_client(Path::new(address.strip_prefix("unix://").expect("unix"))).await;
+    client
+        .shutdown(
+            containerd_shim::protos::ttrpc::context::Context::default(),
+            &containerd_shim::protos::api::ShutdownRequest::default(),
+        )
+        .await
+        .expect("shutdown");
+}
+
 /// Pids of serving shim processes whose command line names `id`.
 pub fn shims_serving(id: &str) -> Vec<i32> {
     spore_e2e::cleanup::processes_naming(&format!("-id {id} "))

@@ -58,6 +58,8 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 pub enum ForkServerError {
     #[error("finding the shim's own binary: {0}")]
     OwnBinary(std::io::Error),
+    #[error("finding the bundle (the current directory): {0}")]
+    Bundle(std::io::Error),
     #[error(transparent)]
     Socket(#[from] SocketError),
     #[error("starting the fork server: {0}")]
@@ -97,7 +99,6 @@ pub fn address(containerd_address: &str) -> Result<String, ForkServerError> {
 
 /// A serving process the fork server made for `start`.
 pub struct Forked {
-    pub pid: i32,
     /// The connection on which the server says how the process exited, should it fail.
     answers: BufReader<UnixStream>,
 }
@@ -133,7 +134,7 @@ pub fn fork_serving(
             })?
         }
     };
-    let cwd = std::env::current_dir().map_err(ForkServerError::OwnBinary)?;
+    let cwd = std::env::current_dir().map_err(ForkServerError::Bundle)?;
     let request = ForkRequest {
         args,
         env,
@@ -150,7 +151,7 @@ pub fn fork_serving(
         .read_line(&mut line)
         .map_err(|e| ForkServerError::Refused(e.to_string()))?;
     match line.trim().strip_prefix("forked ").map(str::parse::<i32>) {
-        Some(Ok(pid)) => Ok(Forked { pid, answers }),
+        Some(Ok(_pid)) => Ok(Forked { answers }),
         _ => Err(ForkServerError::Refused(if line.trim().is_empty() {
             "it closed the connection".into()
         } else {

@@ -3,11 +3,11 @@
 //! bundle) as JSON behind a length, and three descriptors with it (the pod's listener, and the
 //! write ends of the pipes `start` reads the ready line and any failure from).
 
-use std::io::{IoSlice, IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
 /// Descriptors a request carries, in this order.
 pub const REQUEST_FDS: usize = 3;
@@ -72,32 +72,8 @@ impl ForkRequest {
     /// Receives one request from `stream` (blocking).
     pub fn receive(stream: &mut UnixStream) -> Result<(ForkRequest, RequestFds), RequestError> {
         let mut length = [0u8; 4];
-        let mut space = nix::cmsg_space!([RawFd; REQUEST_FDS]);
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        let received = {
-            let mut iov = [IoSliceMut::new(&mut length)];
-            let message = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(|e| RequestError::Receive(e.into()))?;
-            for cmsg in message
-                .cmsgs()
-                .map_err(|e| RequestError::Receive(e.into()))?
-            {
-                if let ControlMessageOwned::ScmRights(received) = cmsg {
-                    // SAFETY: descriptors just received, owned by nobody else.
-                    fds.extend(
-                        received
-                            .into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
-            message.bytes
-        };
+        let (received, fds) = crate::host::fd_passing::receive(stream.as_raw_fd(), &mut length)
+            .map_err(RequestError::Receive)?;
         if received < length.len() {
             stream
                 .read_exact(&mut length[received..])

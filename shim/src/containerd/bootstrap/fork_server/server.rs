@@ -51,25 +51,28 @@ pub fn serve(listener: UnixListener, path: &std::path::Path) {
                 let _ = std::fs::remove_file(path);
             }
             accepting = false;
-            while let Ok((stream, _)) = listener.accept() {
-                if let Some(started) = fork_for(stream, &listener) {
-                    children += 1;
-                    waiting.push(started);
-                }
-            }
+            children += accept_all(&listener, &mut waiting);
             continue;
         }
         let timeout_ms = if waiting.is_empty() { 200 } else { 20 };
         if !readable(&listener, timeout_ms) {
             continue;
         }
-        while let Ok((stream, _)) = listener.accept() {
-            if let Some(started) = fork_for(stream, &listener) {
-                children += 1;
-                waiting.push(started);
-            }
+        children += accept_all(&listener, &mut waiting);
+    }
+}
+
+/// Serves every connection waiting on `listener`; returns how many children it forked (each
+/// also added to `waiting`).
+fn accept_all(listener: &UnixListener, waiting: &mut Vec<Waiting>) -> usize {
+    let mut forked = 0;
+    while let Ok((stream, _)) = listener.accept() {
+        if let Some(started) = fork_for(stream, listener) {
+            forked += 1;
+            waiting.push(started);
         }
     }
+    forked
 }
 
 /// Receives one request on `stream` and forks its serving process.
