@@ -5,6 +5,7 @@
 mod cri_common;
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cri_common::{CriFixture, WASM_EXEC_REFUSAL, wait_running};
@@ -27,21 +28,61 @@ fn memory_limit(parent: &str, id: &str) -> Option<u64> {
     None
 }
 
-/// Runs `ctr` in the CRI namespace with a pseudo-terminal of its own (`script`), as a user's
-/// shell would; returns what the terminal showed.
-fn ctr_on_a_terminal(socket: &std::path::Path, args: &str) -> String {
+/// Runs `ctr` in the CRI namespace on a pseudo-terminal of the test's own, as from a user's
+/// shell, and returns all the terminal showed, with how `ctr` ended.
+///
+/// The test reads the terminal until the kernel reports it closed (EIO), which a pty's master
+/// does only once every byte written to it has been read. `script`, used before, leaves 10 ms
+/// after its child's exit or at the first hang-up, whichever comes first; on a loaded machine
+/// `ctr`'s last output reached the terminal after that, and a CI run saw an empty screen.
+fn ctr_on_a_terminal(socket: &std::path::Path, args: &[&str]) -> (String, String) {
+    use std::io::Read;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
     let ctr = spore_e2e::ContainerdVersion::V2.bin_dir().join("ctr");
-    let command = format!(
-        "{} --address {} --namespace k8s.io {args}",
-        ctr.display(),
-        socket.display()
-    );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("script runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let slave = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
+    // The Command, and with it every copy of the terminal's slave but ctr's, is gone after this
+    // statement: the master then reads EIO when ctr exits.
+    let mut child = Command::new(&ctr)
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", "k8s.io"])
+        .args(args)
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .expect("ctr runs");
+    drop(pty.slave);
+    let pid = child.id();
+    // A ctr that hangs would hold the terminal open for ever: end it after a minute.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    let mut master = std::fs::File::from(pty.master);
+    let mut screen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match master.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => screen.extend_from_slice(&buffer[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: the last slave closed and everything written was read.
+            Err(_) => break,
+        }
+    }
+    let status = child.wait().expect("wait for ctr");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    (
+        String::from_utf8_lossy(&screen).into_owned(),
+        format!("ctr {}", status),
+    )
 }
 
 #[tokio::test]
@@ -138,13 +179,22 @@ async fn a_sidecar_takes_updates_pauses_resumes_and_gets_a_terminal() {
     );
 
     // `kubectl exec -it`: an exec with a terminal, which is what `tty` sees.
-    let screen = ctr_on_a_terminal(
+    let (screen, ended) = ctr_on_a_terminal(
         f.containerd.socket(),
-        &format!("task exec -t --exec-id tty-1 {} busybox tty", sidecar.id),
+        &[
+            "task",
+            "exec",
+            "-t",
+            "--exec-id",
+            "tty-1",
+            &sidecar.id,
+            "busybox",
+            "tty",
+        ],
     );
     assert!(
         screen.contains("/dev/pts/"),
-        "the exec has a terminal: {screen:?}\n{}",
+        "the exec has a terminal: {screen:?} ({ended})\n{}",
         f.log_tail()
     );
     // A plain exec still works, without one.
