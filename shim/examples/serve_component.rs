@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let stdio = StdioPaths::parse("", &output("SPORE_STDOUT"), &output("SPORE_STDERR"))?;
 
     let engine = spore_shim::wasm::engine::shared_engine()?;
-    let linkers = Linkers::new(engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let linkers = Linkers::new(engine);
     let guest = WasmGuest::prepare(engine, &linkers, &spec)?;
     eprintln!(
         "serving {} ({}) on 0.0.0.0:{port}",

@@ -85,7 +85,7 @@ impl Served {
             ..ContainerSpec::default()
         };
         let engine = spore_shim::wasm::engine::shared_engine().expect("engine");
-        let linkers = Linkers::new(engine).expect("linkers");
+        let linkers = Linkers::new(engine);
         let guest = WasmGuest::prepare(engine, &linkers, &spec)
             .unwrap_or_else(|e| panic!("prepare {name}: {e}"));
         assert_eq!(guest.kind().describe(), "wasi:http/proxy component");
@@ -490,7 +490,7 @@ async fn bad_http_config_fails_prepare_naming_the_variable() {
         ..ContainerSpec::default()
     };
     let engine = spore_shim::wasm::engine::shared_engine().expect("engine");
-    let linkers = Linkers::new(engine).expect("linkers");
+    let linkers = Linkers::new(engine);
     let err = match WasmGuest::prepare(engine, &linkers, &spec) {
         Ok(_) => panic!("a bad timeout must fail prepare"),
         Err(err) => err.to_string(),

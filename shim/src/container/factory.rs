@@ -39,8 +39,6 @@ pub trait ContainerFactory: Send + Sync + 'static {
 pub enum FactoryError {
     #[error(transparent)]
     Engine(#[from] crate::wasm::engine::EngineError),
-    #[error("linking WASI: {0:#}")]
-    Link(wasmtime::Error),
     #[error(transparent)]
     Reaper(#[from] ReaperError),
 }
@@ -89,7 +87,7 @@ pub struct Factory {
 impl Factory {
     pub async fn new(containerd_address: &str, namespace: &str) -> Result<Self, FactoryError> {
         let engine = crate::wasm::engine::shared_engine()?.clone();
-        let linkers = Linkers::new(&engine).map_err(FactoryError::Link)?;
+        let linkers = Linkers::new(&engine);
         Ok(Factory {
             sources: GuestSource::new(
                 engine.clone(),

@@ -82,15 +82,15 @@ impl WasmGuest {
         let prepared = match guest {
             Guest::Command(component) => {
                 let pre = linkers
-                    .component
-                    .instantiate_pre(&component)
+                    .component()
+                    .and_then(|linker| linker.instantiate_pre(&component))
                     .map_err(link_error)?;
                 Prepared::Command(CommandPre::new(pre).map_err(link_error)?)
             }
             Guest::Preview1(module) => Prepared::Preview1(
                 linkers
-                    .module
-                    .instantiate_pre(&module)
+                    .module()
+                    .and_then(|linker| linker.instantiate_pre(&module))
                     .map_err(link_error)?,
             ),
             Guest::HttpProxy(component) => {
@@ -102,8 +102,8 @@ impl WasmGuest {
                         }
                     })?;
                 let pre = linkers
-                    .http
-                    .instantiate_pre(&component)
+                    .http()
+                    .and_then(|linker| linker.instantiate_pre(&component))
                     .map_err(link_error)?;
                 let pre =
                     wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(link_error)?;
