@@ -199,6 +199,7 @@ impl ContainerFactory for Factory {
             .then(|| TerminationLog::of(&spec))
             .flatten();
         let built = self.build(&request, spec, &options, mounted.clone()).await;
+        self.sources.release_store().await;
         if let Ok(container) = &built {
             let record = host_record(container.as_ref(), &options, &self.namespace);
             if let Err(err) = record.write(&request.bundle) {
