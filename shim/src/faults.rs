@@ -7,6 +7,8 @@
 //!   makes the race between the Kill's answer and the process's exit come out the bad way.
 //! - `SPORE_FAULT=slow-exit` in the shim's own environment: the serving process lingers 500 ms
 //!   after its last Shutdown was answered, as a busy node may make it.
+//! - `SPORE_FAULT=fork-refused` in the shim's own environment: `start` finds the fork server
+//!   refusing, as when it cannot be started, and executes the binary instead.
 
 /// The container env variable that asks for a fault.
 pub const FAULT_ENV: &str = "SPORE_FAULT";
@@ -34,4 +36,9 @@ pub async fn exit_delay() {
     if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-exit") {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Whether a debug build's own environment asks the fork server to refuse (`fork-refused`).
+pub fn fork_refused() -> bool {
+    cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "fork-refused")
 }

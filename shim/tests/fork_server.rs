@@ -1,7 +1,8 @@
 //! The fork server, driven as containerd drives `start`, without containerd: the serving
 //! processes of two pods are forked from one server, show the command line an exec would have
 //! given them, share the binary's relocated pages with it, and the server leaves after them;
-//! `SPORE_FORK_SERVER=0` executes the binary as before.
+//! `SPORE_FORK_SERVER=0` executes the binary as before, and so does `start` when the server
+//! cannot fork, which the executed shim then says in its log.
 
 mod direct;
 
@@ -216,4 +217,38 @@ async fn a_forked_shim_shares_the_binarys_relocated_pages_and_an_executed_one_do
     shut_down(&executed).await;
     assert!(gone(forked_pid, Duration::from_secs(5)).await);
     assert!(gone(executed_pid, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn a_shim_the_fork_server_cannot_fork_is_executed_and_says_so_in_its_log() {
+    let events = EventServer::start().await;
+    let containerd = format!("/tmp/{}.sock", unique("refused"));
+    let pod = unique("refused");
+    let bundle = Bundle::wasm("hello", &[], Some(&pod));
+    // containerd's log FIFO, as a plain file the test can read.
+    let log = bundle.path().join("log");
+    std::fs::write(&log, "").expect("the shim's log");
+    let address = answered_address(&start_with_env(
+        bundle.path(),
+        &pod,
+        &containerd,
+        &events.address,
+        &[],
+        &[("SPORE_FAULT", "fork-refused")],
+    ));
+    let serving = shims_serving(&pod);
+    assert_eq!(serving.len(), 1, "{serving:?}");
+    assert_ne!(
+        status_field(parent(serving[0]), "Name").as_deref(),
+        Some("spore-forksrv"),
+        "executed, not forked"
+    );
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains("not forked by the fork server")
+            && said.contains("fault injected by SPORE_FAULT=fork-refused"),
+        "the shim's log: {said:?}"
+    );
+    shut_down(&address).await;
+    assert!(gone(serving[0], Duration::from_secs(5)).await);
 }

@@ -55,6 +55,11 @@ fn base_config() -> Config {
 fn pooling_config(reset: SlotReset) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
+        // A guest runs on an async fiber, one stack per store; a store is one HTTP request
+        // (holding a component instance, so at most POOL_INSTANCES of them) or one command
+        // container of the pod. wasmtime's default of 1,000 stacks kept 45 KiB of bookkeeping
+        // in every shim.
+        .total_stacks(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * CORE_PER_COMPONENT)
         .total_memories(POOL_INSTANCES * MEMORIES_PER_COMPONENT)
         .total_tables(POOL_INSTANCES * CORE_PER_COMPONENT);

@@ -87,6 +87,13 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
 
 async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> {
     crate::host::logging::init(flags.debug);
+    if let Ok(reason) = std::env::var(super::fork_server::FALLBACK_ENV) {
+        tracing::warn!(
+            %reason,
+            "this shim was started by executing the binary, not forked by the fork server: its \
+             copy of the binary's relocated pages (about 1 MiB) is not shared with other pods' shims"
+        );
+    }
     crate::host::reaper::reap_children();
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| ServeError::NoTtrpcAddress)?;
     let events = Arc::new(ForwardedEvents::connect(&ttrpc_address, flags.namespace.clone()).await?);

@@ -100,25 +100,28 @@ fn server_args(flags: &Flags, address: &str) -> Vec<String> {
 }
 
 /// Starts the serving process with the listener as descriptor 3 in a process group of its own,
-/// and waits for its ready line: forked by the fork server when it can be, else executed.
+/// and waits for its ready line: forked by the fork server when it can be, else executed (and
+/// told why, so that it says so in its log).
 fn spawn_server(flags: &Flags, address: &str, listener: &UnixListener) -> Result<(), StartError> {
     let args = server_args(flags, address);
-    if fork_server::wanted()
-        && let Some(started) = fork_from_server(flags, &args, listener)
-    {
-        return started;
+    let mut fallback = None;
+    if fork_server::wanted() {
+        match fork_from_server(flags, &args, listener) {
+            Ok(started) => return started,
+            Err(err) => fallback = Some(err.to_string()),
+        }
     }
-    exec_server(&args, listener)
+    exec_server(&args, listener, fallback.as_deref())
 }
 
-/// Has the fork server make the serving process; `None` when it cannot (then `start` executes
-/// the binary instead).
+/// Has the fork server make the serving process; an error when it cannot (then `start`
+/// executes the binary instead).
 fn fork_from_server(
     flags: &Flags,
     args: &[String],
     listener: &UnixListener,
-) -> Option<Result<(), StartError>> {
-    let binary = std::env::current_exe().ok()?;
+) -> Result<Result<(), StartError>, fork_server::ForkServerError> {
+    let binary = std::env::current_exe().map_err(fork_server::ForkServerError::OwnBinary)?;
     let mut argv = vec![binary.to_string_lossy().into_owned()];
     argv.extend_from_slice(args);
     let mut env: Vec<(String, String)> = std::env::vars_os()
@@ -126,13 +129,16 @@ fn fork_from_server(
         .filter(|(k, _)| k != LISTEN_FD_ENV)
         .collect();
     env.push((LISTEN_FD_ENV.to_owned(), LISTEN_FD.to_string()));
-    let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
-    let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fork_server::ForkServerError::Pipe)
+    };
+    let (stdout_read, stdout_write) = pipe()?;
+    let (stderr_read, stderr_write) = pipe()?;
     let forked =
-        fork_server::fork_serving(flags, argv, env, listener, &stdout_write, &stderr_write).ok()?;
+        fork_server::fork_serving(flags, argv, env, listener, &stdout_write, &stderr_write)?;
     // Only the serving process holds the write ends now: its exit or its ready line ends them.
     drop((stdout_write, stderr_write));
-    Some(wait_ready(
+    Ok(wait_ready(
         std::fs::File::from(stdout_read),
         std::fs::File::from(stderr_read),
         || {
@@ -143,8 +149,13 @@ fn fork_from_server(
     ))
 }
 
-/// Executes `<this binary> ARGS` as the serving process.
-fn exec_server(args: &[String], listener: &UnixListener) -> Result<(), StartError> {
+/// Executes `<this binary> ARGS` as the serving process; `fallback` is why the fork server did
+/// not fork it, when it was asked.
+fn exec_server(
+    args: &[String],
+    listener: &UnixListener,
+    fallback: Option<&str>,
+) -> Result<(), StartError> {
     let binary = std::env::current_exe().map_err(StartError::OwnBinary)?;
     let mut command = Command::new(binary);
     command
@@ -152,6 +163,9 @@ fn exec_server(args: &[String], listener: &UnixListener) -> Result<(), StartErro
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(reason) = fallback {
+        command.env(fork_server::FALLBACK_ENV, reason);
+    }
     // Signals containerd sends the start process's group must not reach the shim.
     socket::hand_over(&mut command, listener, || {
         // SAFETY: setpgid of the child itself, async-signal-safe.

@@ -73,7 +73,14 @@ pub enum ForkServerError {
     Request(#[from] RequestError),
     #[error("the fork server did not fork: {0}")]
     Refused(String),
+    #[error("making the serving process's output pipes: {0}")]
+    Pipe(nix::Error),
 }
+
+/// Set in the environment of a serving process that `start` executed because the fork server
+/// could not fork it; the value is why. The process says so in its log: nothing else would show
+/// it, but its memory (the binary's relocated pages are its own, about 1 MiB).
+pub const FALLBACK_ENV: &str = "SPORE_FORK_FALLBACK";
 
 /// Whether `start` should ask a fork server (the default) rather than execute the binary.
 pub fn wanted() -> bool {
@@ -122,6 +129,11 @@ pub fn fork_serving(
     stdout: &OwnedFd,
     stderr: &OwnedFd,
 ) -> Result<Forked, ForkServerError> {
+    if crate::faults::fork_refused() {
+        return Err(ForkServerError::Refused(
+            "fault injected by SPORE_FAULT=fork-refused".into(),
+        ));
+    }
     let address = address(&flags.address)?;
     let path = socket::path_of(&address)?;
     let stream = match UnixStream::connect(path) {
