@@ -9,6 +9,7 @@ pub mod cputime;
 pub mod entrypoint;
 pub mod fd_passing;
 pub mod heap;
+pub mod idle_stacks;
 pub mod in_root;
 pub mod logging;
 pub mod netns;

@@ -78,6 +78,7 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
     crate::host::heap::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::host::idle_stacks::on_park)
         .build()
         .map_err(ServeError::Runtime)?;
     let result = runtime.block_on(serve(flags, listener));

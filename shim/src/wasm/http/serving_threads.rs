@@ -52,6 +52,7 @@ impl ServingThreads {
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(crate::host::idle_stacks::on_park)
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -59,8 +60,14 @@ impl ServingThreads {
             .name(format!("{}-{i}", self.name))
             .spawn(move || {
                 // Runs the tasks handed to it until the sender goes; dropping the runtime
-                // here cancels what is left.
-                let _ = runtime.block_on(stopped);
+                // here cancels what is left. A quiet pod's request to give back stack pages
+                // wakes the thread, which then parks again and does.
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = crate::host::idle_stacks::released_on_wake() => {}
+                    }
+                });
             })?;
         if let Ok(mut stops) = self.stops.lock() {
             stops.push(stop);
