@@ -82,6 +82,10 @@ fn probe(engine: &Engine, interface: &str) -> Option<Component> {
 async fn the_listed_interfaces_are_exactly_what_the_linkers_provide() {
     let engine = engine();
     let linkers = Linkers::new(&engine);
+    let (component_linker, http_linker) = (
+        linkers.component().expect("command linker"),
+        linkers.http().expect("HTTP linker"),
+    );
     let mut covered = BTreeSet::new();
     for name in ["hello", "resolve", "listen", "trap", "files", "hello-http"] {
         let component = component(&engine, name);
@@ -98,16 +102,8 @@ async fn the_listed_interfaces_are_exactly_what_the_linkers_provide() {
         )
         .expect("classified");
         let linked = match &guest {
-            Guest::HttpProxy(c) => linkers
-                .http()
-                .expect("linker")
-                .instantiate_pre(c)
-                .map(|_| ()),
-            Guest::Command(c) => linkers
-                .component()
-                .expect("linker")
-                .instantiate_pre(c)
-                .map(|_| ()),
+            Guest::HttpProxy(c) => http_linker.instantiate_pre(c).map(|_| ()),
+            Guest::Command(c) => component_linker.instantiate_pre(c).map(|_| ()),
             Guest::Preview1(_) => panic!("{name} is a component"),
         };
         linked.unwrap_or_else(|e| panic!("{name} does not link: {e:#}"));
@@ -120,17 +116,9 @@ async fn the_listed_interfaces_are_exactly_what_the_linkers_provide() {
         let http = HTTP_INTERFACES.contains(interface);
         if let Some(probe) = probe(&engine, interface) {
             let linked = if http {
-                linkers
-                    .http()
-                    .expect("linker")
-                    .instantiate_pre(&probe)
-                    .map(|_| ())
+                http_linker.instantiate_pre(&probe).map(|_| ())
             } else {
-                linkers
-                    .component()
-                    .expect("linker")
-                    .instantiate_pre(&probe)
-                    .map(|_| ())
+                component_linker.instantiate_pre(&probe).map(|_| ())
             };
             linked.unwrap_or_else(|e| panic!("{interface} is listed but not provided: {e:#}"));
             covered.insert(interface.to_string());
@@ -145,32 +133,20 @@ async fn the_listed_interfaces_are_exactly_what_the_linkers_provide() {
     );
     // wasi:http is for HTTP components only.
     let http_probe = probe(&engine, "wasi:http/types").expect("probe");
-    assert!(
-        linkers
-            .component()
-            .expect("linker")
-            .instantiate_pre(&http_probe)
-            .is_err()
-    );
+    assert!(component_linker.instantiate_pre(&http_probe).is_err());
 }
 
 #[test]
 fn a_component_importing_what_spore_does_not_host_fails_naming_the_interfaces() {
     let engine = engine();
-    let linkers = Linkers::new(&engine);
+    let component_linker = Linkers::new(&engine).component().expect("command linker");
     let wat = r#"(component
         (import "wasi:keyvalue/store@0.2.0-draft" (instance (export "bucket" (type (sub resource)))))
         (import "wasi:io/poll@0.3.0" (instance (export "pollable" (type (sub resource)))))
         (import "wasi:io/poll@0.2.3" (instance (export "pollable" (type (sub resource)))))
     )"#;
     let component = Component::new(&engine, wat::parse_str(wat).expect("wat")).expect("component");
-    assert!(
-        linkers
-            .component()
-            .expect("linker")
-            .instantiate_pre(&component)
-            .is_err()
-    );
+    assert!(component_linker.instantiate_pre(&component).is_err());
     assert_eq!(
         hosted::missing_imports(&engine, &component, false),
         ["wasi:keyvalue/store@0.2.0-draft", "wasi:io/poll@0.3.0"]

@@ -138,6 +138,10 @@ fn each_world_links_against_the_shims_linker_for_its_kind() {
     let (resolve, command, http) = spore_worlds();
     let engine = spore_shim::wasm::engine::new_engine().expect("engine");
     let linkers = Linkers::new(&engine);
+    let (component_linker, http_linker) = (
+        linkers.component().expect("command linker"),
+        linkers.http().expect("HTTP linker"),
+    );
     for (name, world) in [("command", command), ("http", http)] {
         let bytes = component_of(&resolve, world);
         let component = Component::new(&engine, &bytes).expect("compiles");
@@ -150,29 +154,15 @@ fn each_world_links_against_the_shims_linker_for_its_kind() {
         )
         .unwrap_or_else(|e| panic!("world {name} is not a guest the shim runs: {e}"));
         let linked = match (name, &guest) {
-            ("command", Guest::Command(c)) => linkers
-                .component()
-                .expect("linker")
-                .instantiate_pre(c)
-                .map(|_| ()),
-            ("http", Guest::HttpProxy(c)) => linkers
-                .http()
-                .expect("linker")
-                .instantiate_pre(c)
-                .map(|_| ()),
+            ("command", Guest::Command(c)) => component_linker.instantiate_pre(c).map(|_| ()),
+            ("http", Guest::HttpProxy(c)) => http_linker.instantiate_pre(c).map(|_| ()),
             _ => panic!("world {name} was classified as another kind of guest"),
         };
         linked.unwrap_or_else(|e| panic!("world {name} does not link: {e:#}"));
     }
     // A command gets no wasi:http: the http world does not link as a command.
     let http_as_command = Component::new(&engine, component_of(&resolve, http)).expect("compiles");
-    assert!(
-        linkers
-            .component()
-            .expect("linker")
-            .instantiate_pre(&http_as_command)
-            .is_err()
-    );
+    assert!(component_linker.instantiate_pre(&http_as_command).is_err());
 }
 
 #[test]

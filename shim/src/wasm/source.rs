@@ -106,7 +106,7 @@ impl GuestSource {
 
     /// Lets the connection to the content store go once no one uses it (it is only needed while
     /// a container is created): the gRPC channel's buffers and tasks are about 60 KiB of an idle
-    /// pod's heap. The next create connects again (well under a millisecond on a unix socket).
+    /// pod's heap. The next create connects again (the container-start bench showed no change).
     pub async fn release_store(&self) {
         self.store.lock().await.take();
     }
