@@ -78,7 +78,6 @@ pub fn decide(
 /// The factory of real containers: Wasm on the shared engine, native through runc.
 pub struct Factory {
     engine: Engine,
-    linkers: Arc<Linkers>,
     sources: GuestSource,
     exits: Exits,
     namespace: String,
@@ -87,14 +86,12 @@ pub struct Factory {
 impl Factory {
     pub async fn new(containerd_address: &str, namespace: &str) -> Result<Self, FactoryError> {
         let engine = crate::wasm::engine::shared_engine()?.clone();
-        let linkers = Linkers::new(&engine);
         Ok(Factory {
             sources: GuestSource::new(
                 engine.clone(),
                 containerd_address.to_string(),
                 namespace.to_string(),
             ),
-            linkers: Arc::new(linkers),
             engine,
             exits: Exits::start().await?,
             namespace: namespace.to_string(),
@@ -147,10 +144,9 @@ impl Factory {
         // (A second Wasm container of the same pod that misses the cache compiles inside it.)
         let (compiled, name) = self.sources.guest(origin, options).await?;
         crate::host::cgroup::join_pod(&spec);
-        let (engine, linkers, link_spec) =
-            (self.engine.clone(), self.linkers.clone(), spec.clone());
+        let (engine, link_spec) = (self.engine.clone(), spec.clone());
         let guest = tokio::task::spawn_blocking(move || {
-            WasmGuest::link(&engine, &linkers, &link_spec, compiled, &name)
+            WasmGuest::link(&engine, &Linkers::new(&engine), &link_spec, compiled, &name)
         })
         .await
         .map_err(|e| ShimError::TaskFailed(format!("linking the guest: {e}")))??;
