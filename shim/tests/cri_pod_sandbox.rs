@@ -132,6 +132,25 @@ async fn the_sandbox_is_the_shims_init(version: ContainerdVersion) {
         "{cgroups:?}"
     );
 
+    // The shim is in its own leaf from the sandbox on, before any Wasm container: it joined at
+    // its start, while one thread (a v1 `tasks` write moves only the writer) made that cheap.
+    // The cgroup v2 move finishes on a thread of its own, hence the wait.
+    let shim_leaf = format!("/pod{}/spore-wasm", pod.uid());
+    let shim_in_leaf = |shim: u32| {
+        cgroups_of(shim as i32)
+            .iter()
+            .all(|(_, path)| path.ends_with(&shim_leaf))
+    };
+    let waited = std::time::Instant::now();
+    while !shim_in_leaf(shim) && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        shim_in_leaf(shim),
+        "the shim's cgroups: {:?}",
+        cgroups_of(shim as i32)
+    );
+
     // A Wasm container and a native sidecar beside it.
     let wasm = ContainerSpec::new("wasm", &f.wasm)
         .command(["/sleeper.wasm"])
@@ -143,6 +162,13 @@ async fn the_sandbox_is_the_shims_init(version: ContainerdVersion) {
     let sidecar = f.cri.run_container(&pod, &sidecar).await.expect("sidecar");
     wait_running(&mut f.cri, &wasm.id, RUN).await;
     wait_running(&mut f.cri, &sidecar.id, RUN).await;
+    // Still (or back) in its leaf once the guest runs: a compile cache miss compiles with the
+    // shim stepped out of the pod.
+    assert!(
+        shim_in_leaf(shim),
+        "the shim's cgroups: {:?}",
+        cgroups_of(shim as i32)
+    );
     assert_eq!(
         exec(&mut f, &sidecar.id, &["cat", "/proc/sys/kernel/hostname"]).await,
         "shared-pids"

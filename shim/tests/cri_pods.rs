@@ -400,12 +400,30 @@ async fn teardown_leaves_no_shim_runc_container_mount_netns_or_cgroup() {
     );
     // It sits there for the controllers that account and limit: memory and CPU (v1), or the
     // unified hierarchy when the pod has a directory there.
-    let shim_cgroups = cri_common::cgroups_of(shims[0].0);
     let parent = pod.cgroup_parent();
-    let has_unified_pod_dir = cgroup::existing_dirs(&parent)
+    let unified_pod_dirs: Vec<_> = cgroup::existing_dirs(&parent)
         .expect("dirs")
-        .iter()
-        .any(|d| d.join("cgroup.controllers").exists());
+        .into_iter()
+        .filter(|d| d.join("cgroup.controllers").exists())
+        .collect();
+    let has_unified_pod_dir = !unified_pod_dirs.is_empty();
+    // A unified hierarchy without controllers (a hybrid host's) only tracks processes: the
+    // shim joins it 2 s after its start, off the pod's start (`host/shim_cgroup.rs`).
+    let unified_accounts = unified_pod_dirs.iter().any(|d| {
+        std::fs::read_to_string(d.join("cgroup.controllers")).is_ok_and(|c| !c.trim().is_empty())
+    });
+    let in_unified = |pid: i32| {
+        cri_common::cgroups_of(pid)
+            .iter()
+            .any(|(controllers, path)| controllers.is_empty() && path.starts_with(&parent))
+    };
+    if has_unified_pod_dir && !unified_accounts {
+        let waited = std::time::Instant::now();
+        while !in_unified(shims[0].0) && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let shim_cgroups = cri_common::cgroups_of(shims[0].0);
     let mut checked = 0;
     for (controllers, path) in &shim_cgroups {
         let counts = controllers

@@ -137,13 +137,14 @@ impl Factory {
             }
             Decision::Wasm(origin) => *origin,
         };
-        // Compiling is the node's cost, like unpacking an image: a cache miss compiles before
-        // the shim joins the pod's cgroup, so an interpreter component's compile (several times
-        // the pod's limit for JavaScript and Python) is not charged to, and OOM-killed in, a pod
+        // Compiling is the node's cost, like unpacking an image: a cache miss before the pod's
+        // first guest is linked compiles with the shim stepped out of the pod's cgroup
+        // (`host/shim_cgroup.rs`), so an interpreter component's compile (several times the
+        // pod's limit for JavaScript and Python) is not charged to, and OOM-killed in, a pod
         // limited for what the guest uses. The guest's memory, from linking on, is the pod's.
         // (A second Wasm container of the same pod that misses the cache compiles inside it.)
         let (compiled, name) = self.sources.guest(origin, options).await?;
-        crate::host::cgroup::join_pod(&spec);
+        crate::host::shim_cgroup::join_pod(&spec);
         let (engine, link_spec) = (self.engine.clone(), spec.clone());
         let guest = tokio::task::spawn_blocking(move || {
             WasmGuest::link(&engine, &Linkers::new(&engine), &link_spec, compiled, &name)
@@ -232,7 +233,9 @@ impl Factory {
             self.exits.clone(),
         )
         .await?;
-        let (pid, cgroup_leaves) = sandbox.held();
+        let (pid, mut cgroup_leaves) = sandbox.held();
+        // The shim's own leaves go with its sandbox: it joined them at its start.
+        cgroup_leaves.extend(crate::host::shim_cgroup::joined_leaves());
         let shim_pid = std::process::id();
         let record = HostRecord {
             id: request.id.clone(),
@@ -265,7 +268,7 @@ async fn mount_rootfs(
 fn host_record(container: &dyn Container, options: &RuntimeOptions, namespace: &str) -> HostRecord {
     let held = if container.kind().is_wasm() {
         Held::Wasm {
-            cgroup_leaves: crate::host::cgroup::joined_leaves(),
+            cgroup_leaves: crate::host::shim_cgroup::joined_leaves(),
             cache_dir: options.cache_config().dir,
         }
     } else {

@@ -15,7 +15,7 @@ use super::{
     WindowSize,
 };
 use crate::error::ShimError;
-use crate::host::pod_init::{self, InitTemplate};
+use crate::host::pod_init::InitTemplate;
 use crate::host::reaper::Exits;
 use crate::host::stdio::StdioPaths;
 use crate::signal::Signal;
@@ -59,10 +59,7 @@ impl PodSandbox {
                 &spec,
                 crate::host::cgroup::SANDBOX_CGROUP_LEAF,
             );
-            match template
-                .start()
-                .and_then(|pid| move_into(pid, &leaves).map(|()| pid))
-            {
+            match template.start(&leaves) {
                 Ok(pid) => Ok((pid, leaves)),
                 Err(err) => {
                     crate::host::cgroup::remove_leaves(&leaves);
@@ -98,21 +95,6 @@ impl PodSandbox {
     pub fn held(&self) -> (u32, Vec<PathBuf>) {
         (self.init.pid as u32, self.init.leaves.clone())
     }
-}
-
-/// Moves process `pid` into `leaves`; on failure it is killed (it runs nowhere it should).
-fn move_into(pid: i32, leaves: &[PathBuf]) -> Result<(), pod_init::PodInitError> {
-    for leaf in leaves {
-        if let Err(source) = std::fs::write(leaf.join("cgroup.procs"), pid.to_string()) {
-            // SAFETY: kill(2) of the init just made, this shim's child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(pod_init::PodInitError::Child {
-                step: "join its cgroup",
-                source,
-            });
-        }
-    }
-    Ok(())
 }
 
 fn not_for_sandbox(id: &str, what: &'static str) -> ShimError {

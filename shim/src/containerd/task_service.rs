@@ -207,7 +207,7 @@ impl<F: ContainerFactory> Task for TaskService<F> {
             tracing::info!(now = req.now, "shutdown: no containers left");
             // Out of the pod's cgroup before the answer: the kubelet removes the pod's cgroup
             // as soon as its RemovePodSandbox returns, which may be before this process exits.
-            crate::host::cgroup::leave_pod();
+            crate::host::shim_cgroup::leave_pod();
             self.shutdown.request();
         }
         Ok(api::Empty::new())

@@ -1,11 +1,9 @@
-//! The shim process in its pod's cgroup. Wasm containers run inside the shim, so the shim moves
-//! itself into a leaf `spore-wasm` below the pod's cgroup (the parent of the containers'
-//! `cgroupsPath`), in every hierarchy (cgroup v1 and v2), so that the kubelet's pod limits and
-//! accounting cover the Wasm containers; it leaves at shutdown so the kubelet can remove the
-//! pod's cgroup. (The pod's network namespace is `netns.rs`.)
+//! The pod's cgroups as the shim finds them: the pod's cgroup from a container's `cgroupsPath`,
+//! the hierarchies (cgroup v1 and v2), leaves below the pod's cgroup, and what they hold and
+//! use. The shim's own place in its pod is `shim_cgroup.rs`; the pod's network namespace is
+//! `netns.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::spec::ContainerSpec;
 
@@ -13,8 +11,6 @@ use crate::spec::ContainerSpec;
 pub const SHIM_CGROUP_LEAF: &str = "spore-wasm";
 /// The leaf cgroup of the pod's sandbox init (`pod_init.rs`), below the pod's cgroup.
 pub const SANDBOX_CGROUP_LEAF: &str = "spore-sandbox";
-
-static JOINED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// The pod's cgroup, relative to a hierarchy's root, from a container's `cgroupsPath`:
 /// `/kubepods/besteffort/pod<uid>/<id>` (cgroupfs driver) or
@@ -36,6 +32,11 @@ pub fn pod_cgroup(cgroups_path: &str) -> Option<PathBuf> {
         path.push(format!("{prefix}.slice"));
     }
     Some(path)
+}
+
+/// Whether `dir` is in a cgroup v2 hierarchy (only v2 has `cgroup.controllers`).
+pub fn is_v2(dir: &Path) -> bool {
+    dir.join("cgroup.controllers").exists()
 }
 
 /// Mount points of the cgroup hierarchies, from `/proc/self/mountinfo`.
@@ -75,7 +76,7 @@ pub fn make_pod_leaves(spec: &ContainerSpec, name: &str) -> Vec<PathBuf> {
 }
 
 /// `mount/relative`, made level by level so that each new cpuset gets its parent's CPUs.
-fn make_dirs(mount: &Path, relative: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn make_dirs(mount: &Path, relative: &Path) -> std::io::Result<PathBuf> {
     let mut path = mount.to_path_buf();
     for part in relative.components() {
         let parent = path.clone();
@@ -142,51 +143,9 @@ pub fn leaf_pids(leaves: &[PathBuf]) -> Vec<u32> {
     pids
 }
 
-/// Moves the shim into the pod's cgroup, once, when the first Wasm container of a pod is made.
-/// Failures are logged, not fatal: the guest still runs, only outside the pod's accounting.
-pub fn join_pod(spec: &ContainerSpec) {
-    if spec.sandbox_id().is_none() {
-        return;
-    }
-    let Some(pod) = spec.cgroups_path.as_deref().and_then(pod_cgroup) else {
-        return;
-    };
-    let Ok(mut joined) = JOINED.lock() else {
-        return;
-    };
-    if !joined.is_empty() {
-        return;
-    }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let pid = std::process::id().to_string();
-    for mount in cgroup_mounts(&mountinfo) {
-        let parent = mount.join(pod.strip_prefix("/").unwrap_or(&pod));
-        if !parent.is_dir() {
-            continue;
-        }
-        let leaf = parent.join(SHIM_CGROUP_LEAF);
-        let moved = std::fs::create_dir_all(&leaf)
-            .and_then(|()| inherit_cpuset(&parent, &leaf))
-            .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), &pid));
-        match moved {
-            Ok(()) => joined.push(leaf),
-            Err(err) => {
-                let _ = std::fs::remove_dir(&leaf);
-                tracing::warn!(leaf = %leaf.display(), %err, "cannot join the pod's cgroup");
-            }
-        }
-    }
-    tracing::info!(cgroups = ?*joined, "shim joined its pod's cgroup");
-}
-
-/// The leaves the shim joined (one per hierarchy), empty before the first Wasm container.
-pub fn joined_leaves() -> Vec<PathBuf> {
-    JOINED.lock().map(|j| j.clone()).unwrap_or_default()
-}
-
 /// A new cgroup v1 cpuset starts with no CPUs and no memory nodes, and takes no process until
 /// it has some: give it its parent's.
-fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {
+pub(crate) fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let mine = leaf.join(file);
         if mine.exists() && std::fs::read_to_string(&mine)?.trim().is_empty() {
@@ -194,26 +153,6 @@ fn inherit_cpuset(parent: &Path, leaf: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Leaves the pod's cgroup (back to each hierarchy's root) and removes the leaf, so the kubelet
-/// can remove the pod's cgroup.
-pub fn leave_pod() {
-    let Ok(mut joined) = JOINED.lock() else {
-        return;
-    };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let pid = std::process::id().to_string();
-    for mount in cgroup_mounts(&mountinfo) {
-        if joined.iter().any(|leaf| leaf.starts_with(&mount)) {
-            let _ = std::fs::write(mount.join("cgroup.procs"), &pid);
-        }
-    }
-    for leaf in joined.drain(..) {
-        if let Err(err) = std::fs::remove_dir(&leaf) {
-            tracing::warn!(leaf = %leaf.display(), %err, "cannot remove the shim's cgroup");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! The Linux host as the shim uses it: the pod's cgroup ([`cgroup`]) and network namespace
+//! The Linux host as the shim uses it: the pod's cgroup ([`cgroup`]), the shim's place in it
+//! ([`shim_cgroup`]) and the pod's network namespace
 //! ([`netns`]), the container's stdio FIFOs ([`stdio`]), its rootfs mounts ([`rootfs`]) and the
 //! files in it ([`in_root`], [`entrypoint`]), reaping children ([`reaper`]), the pod's sandbox init ([`pod_init`]), CPU time per guest
 //! ([`cputime`]), per-container figures for Stats ([`stats`]), the kubelet's termination
 //! message file ([`termination`]) and the shim's own log ([`logging`]).
 
 pub mod cgroup;
+pub mod cgroup_placement;
 pub mod cputime;
 pub mod entrypoint;
 pub mod fd_passing;
@@ -17,6 +19,7 @@ pub mod pod_init;
 pub mod process_title;
 pub mod reaper;
 pub mod rootfs;
+pub mod shim_cgroup;
 pub mod stats;
 pub mod stdio;
 pub mod termination;

@@ -16,6 +16,9 @@
 //! private memory in relocations alone.) Without a template, runc runs the sandbox.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use super::cgroup_placement::{PLACEMENT_MAX, Placement, fork_into};
 
 /// The init's name in `ps` (its command line and `comm`).
 pub const POD_INIT_NAME: &str = "spore-pod-init";
@@ -151,10 +154,15 @@ impl InitTemplate {
         })
     }
 
-    /// Has the template make the init; returns the init's pid (in the shim's PID namespace).
-    pub fn start(self) -> Result<i32, PodInitError> {
-        // SAFETY: one byte from a valid buffer to the pipe the template reads.
-        if unsafe { libc::write(self.go.as_raw_fd(), b"g".as_ptr().cast(), 1) } != 1 {
+    /// Has the template make the init in the cgroup `leaves` (one per hierarchy, made
+    /// beforehand); returns the init's pid (in the shim's PID namespace).
+    pub fn start(self, leaves: &[PathBuf]) -> Result<i32, PodInitError> {
+        let placement = Placement::of(leaves);
+        let mut message = Vec::with_capacity(5 + placement.len());
+        message.push(b'g');
+        message.extend_from_slice(&(placement.len() as u32).to_ne_bytes());
+        message.extend_from_slice(&placement);
+        if !write_all(&self.go, &message) {
             return Err(PodInitError::Template(std::io::Error::last_os_error()));
         }
         let mut reply = [0u8; REPLY_LEN];
@@ -178,14 +186,29 @@ impl InitTemplate {
     }
 }
 
-const TEMPLATE_STEPS: [&str; 3] = [
+/// Writes all of `bytes` to `fd`; false on an error.
+fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a valid buffer to an open descriptor.
+        let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        match n {
+            n if n > 0 => bytes = &bytes[n as usize..],
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+const TEMPLATE_STEPS: [&str; 4] = [
     "make the pod's namespaces",
     "set the pod's hostname",
     "fork the init",
+    "join its cgroup",
 ];
 
-/// The template: keeps only its two pipes, waits for the go, makes the namespaces, forks the
-/// init, answers its pid, exits. EOF instead of the go (the shim ended, or ran the sandbox with
+/// The template: keeps only its two pipes, waits for the go, joins the pod's cgroup v1 leaves,
+/// makes the namespaces, forks the init (into the cgroup v2 leaf), answers its pid, exits. EOF instead of the go (the shim ended, or ran the sandbox with
 /// runc) ends it.
 fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&str>) -> ! {
     let (go, reply) = (go.as_raw_fd(), reply.as_raw_fd());
@@ -223,6 +246,50 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
         if libc::read(go, (&mut byte as *mut u8).cast(), 1) != 1 {
             libc::_exit(0);
         }
+        let go_fd = OwnedFd::from_raw_fd(go);
+        let mut length = [0u8; 4];
+        if read_full(&go_fd, &mut length) != length.len() {
+            libc::_exit(0);
+        }
+        let length = u32::from_ne_bytes(length) as usize;
+        if length > PLACEMENT_MAX {
+            answer(3, -i64::from(libc::E2BIG));
+        }
+        std::mem::forget(go_fd);
+        // Left uninitialised: zeroing it would dirty 16 KiB of stack that the init inherits.
+        let mut buffer = std::mem::MaybeUninit::<[u8; PLACEMENT_MAX]>::uninit();
+        let base = buffer.as_mut_ptr().cast::<u8>();
+        let mut filled = 0;
+        while filled < length {
+            let n = libc::read(go, base.add(filled).cast(), length - filled);
+            if n > 0 {
+                filled += n as usize;
+            } else if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            } else {
+                libc::_exit(0);
+            }
+        }
+        let placement = std::slice::from_raw_parts(base, length);
+        let mut v2_cgroup = -1;
+        for entry in placement.split_inclusive(|b| *b == 0) {
+            let Some((&marker, path)) = entry.split_first() else {
+                continue;
+            };
+            let path = path.as_ptr().cast::<libc::c_char>();
+            if marker == b'2' {
+                v2_cgroup = libc::open(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                if v2_cgroup < 0 {
+                    answer(3, errno());
+                }
+                continue;
+            }
+            let tasks = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+            if tasks < 0 || libc::write(tasks, b"0".as_ptr().cast(), 1) != 1 {
+                answer(3, errno());
+            }
+            libc::close(tasks);
+        }
         if flags != 0 && libc::unshare(flags) != 0 {
             answer(0, errno());
         }
@@ -241,13 +308,19 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
             libc::sigaddset(&mut blocked, signal);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
-        match libc::fork() {
+        let forked = if v2_cgroup >= 0 {
+            fork_into(v2_cgroup)
+        } else {
+            i64::from(libc::fork())
+        };
+        match forked {
             0 => {
                 libc::close(go);
                 libc::close(reply);
                 run()
             }
-            pid if pid > 0 => answer(2, i64::from(pid)),
+            pid if pid > 0 => answer(2, pid),
+            errno if v2_cgroup >= 0 => answer(3, errno),
             _ => answer(2, errno()),
         }
     }
@@ -305,7 +378,7 @@ mod tests {
             hostname: Some("pod-a".into()),
         };
         let template = InitTemplate::fork_single_threaded(&spec).expect("fork");
-        let pid = template.start().expect("the init starts");
+        let pid = template.start(&[]).expect("the init starts");
         let shown = pid.to_string();
         // From its first instant (the template answers as soon as it has forked, usually before
         // the init has run a line), SIGTERM is blocked or handled, never neither: a Kill that
@@ -356,7 +429,61 @@ mod tests {
             ..PodInitSpec::default()
         };
         let template = InitTemplate::fork_single_threaded(&spec).expect("fork");
-        let err = template.start().expect_err("sethostname fails");
+        let err = template.start(&[]).expect_err("sethostname fails");
         assert!(err.to_string().contains("set the pod's hostname"), "{err}");
+    }
+
+    /// Leaves `spore-init-test-<pid>-<name>` in every cgroup hierarchy of this machine.
+    fn test_leaves(name: &str) -> Vec<PathBuf> {
+        let relative = format!("spore-init-test-{}-{name}", std::process::id());
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        crate::host::cgroup::cgroup_mounts(&mountinfo)
+            .iter()
+            .filter_map(|mount| crate::host::cgroup::make_dirs(mount, relative.as_ref()).ok())
+            .collect()
+    }
+
+    /// Needs root. The init is in every leaf when `start` returns: the template joined the
+    /// cgroup v1 ones itself (by `tasks`) and cloned the init into the v2 one; nobody moved it
+    /// afterwards (the shim used to write its pid to each `cgroup.procs`, the slow way).
+    #[test]
+    fn the_init_starts_in_its_cgroup_in_every_hierarchy() {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let leaves = test_leaves("placed");
+        assert!(!leaves.is_empty(), "no cgroup hierarchy to test with");
+        let template = InitTemplate::fork_single_threaded(&PodInitSpec {
+            new_pid: true,
+            ..PodInitSpec::default()
+        })
+        .expect("fork");
+        let pid = template.start(&leaves).expect("the init starts");
+        let mut missing = Vec::new();
+        for leaf in &leaves {
+            let procs = std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap_or_default();
+            if !procs.lines().any(|line| line.trim() == pid.to_string()) {
+                missing.push(leaf.clone());
+            }
+        }
+        // SAFETY: kill and waitpid of the init this test made.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        crate::host::cgroup::remove_leaves(&leaves);
+        assert!(missing.is_empty(), "the init {pid} is not in {missing:?}");
+    }
+
+    #[test]
+    fn a_cgroup_the_init_cannot_join_is_named() {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let template = InitTemplate::fork_single_threaded(&PodInitSpec::default()).expect("fork");
+        let missing = PathBuf::from(format!(
+            "/sys/fs/cgroup/spore-no-such-{}",
+            std::process::id()
+        ));
+        let err = template.start(&[missing]).expect_err("no such cgroup");
+        assert!(err.to_string().contains("join its cgroup"), "{err}");
     }
 }

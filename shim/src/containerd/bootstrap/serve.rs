@@ -72,8 +72,11 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
     crate::host::reaper::become_subreaper();
     // Also before any thread: the sandbox's init is forked from this small, single-threaded
     // process (the shim was started for the pod's first container, its sandbox).
+    // And the shim joins its pod's cgroup now, while a `tasks` write moves the whole process.
+    let mut join_failures = Vec::new();
     if let Ok(spec) = crate::spec::ContainerSpec::load(Path::new(".")) {
         crate::host::pod_init::prepare_template(&spec);
+        join_failures = crate::host::shim_cgroup::join_pod_at_start(&spec);
     }
     crate::host::heap::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -81,13 +84,19 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
         .on_thread_park(crate::host::idle_stacks::on_park)
         .build()
         .map_err(ServeError::Runtime)?;
-    let result = runtime.block_on(serve(flags, listener));
+    let result = runtime.block_on(serve(flags, listener, join_failures));
     socket::remove(&flags.socket);
     result
 }
 
-async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> {
+async fn serve(
+    flags: &Flags,
+    listener: UnixListener,
+    join_failures: crate::host::shim_cgroup::JoinFailures,
+) -> Result<(), ServeError> {
     crate::host::logging::init(flags.debug);
+    crate::host::shim_cgroup::log_failures(&join_failures);
+    tracing::debug!(cgroups = ?crate::host::shim_cgroup::joined_leaves(), "shim joined its pod's cgroup");
     if let Ok(reason) = std::env::var(super::fork_server::FALLBACK_ENV) {
         tracing::warn!(
             %reason,
@@ -124,7 +133,7 @@ async fn serve(flags: &Flags, listener: UnixListener) -> Result<(), ServeError> 
     // The last TaskExit and TaskDelete reach containerd before the shim goes.
     events.flushed().await;
     trimmer.abort();
-    crate::host::cgroup::leave_pod();
+    crate::host::shim_cgroup::leave_pod();
     tracing::info!("no containers left: the shim exits");
     Ok(())
 }

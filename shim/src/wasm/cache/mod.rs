@@ -292,10 +292,11 @@ impl CompileCache {
             ArtifactKind::Component => "component",
             ArtifactKind::Module => "module",
         };
-        let artifact = match kind {
+        // The node's cost, not the pod's (`host/shim_cgroup.rs`).
+        let artifact = crate::host::shim_cgroup::outside_pod_while(|| match kind {
             ArtifactKind::Component => engine.precompile_component(wasm),
             ArtifactKind::Module => engine.precompile_module(wasm),
-        }
+        })
         .map_err(|e| CacheError::Compile {
             what,
             reason: format!("{e:#}"),
