@@ -71,9 +71,13 @@ impl NativeContainer {
 }
 
 async fn connect_console(socket: ConsoleSocket, stdio: &StdioPaths) -> Result<Console, ShimError> {
-    let console = socket.receive().await?;
-    console.connect(stdio)?;
-    Ok(console)
+    let mut console = socket.receive().await?;
+    let stdio = stdio.clone();
+    // Opening the stdout FIFO may wait (up to 2 s) for its reader.
+    tokio::task::spawn_blocking(move || console.connect(&stdio).map(|()| console))
+        .await
+        .map_err(|e| ShimError::TaskFailed(format!("connecting the terminal: {e}")))?
+        .map_err(ShimError::from)
 }
 
 #[async_trait]
@@ -219,6 +223,14 @@ impl RuncProcess {
         let inner = self.0.clone();
         tokio::spawn(async move {
             let code = inner.runc.wait_pid(pid).await;
+            let output = inner
+                .console
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().map(Console::waiter));
+            if let Some(output) = output {
+                output.read().await;
+            }
             let _kills_answered = inner.killing.lock().await;
             inner
                 .lifecycle
@@ -273,12 +285,25 @@ impl Process for RuncProcess {
             }
         };
         inner.pid.store(pid, Ordering::Relaxed);
-        self.watch_exit(pid);
-        if let Some(socket) = console {
-            let console = connect_console(socket, &inner.stdio).await?;
-            if let Ok(mut slot) = inner.console.lock() {
-                *slot = Some(console);
+        // The exit is watched once the terminal is connected (the reaper keeps an exit that
+        // comes first), so that it is reported after the terminal's output was read.
+        let connected = match console {
+            Some(socket) => connect_console(socket, &inner.stdio).await.map(Some),
+            None => Ok(None),
+        };
+        let failed = match connected {
+            Ok(Some(console)) => {
+                if let Ok(mut slot) = inner.console.lock() {
+                    *slot = Some(console);
+                }
+                None
             }
+            Ok(None) => None,
+            Err(err) => Some(err),
+        };
+        self.watch_exit(pid);
+        if let Some(err) = failed {
+            return Err(err);
         }
         Ok(pid as u32)
     }
