@@ -132,11 +132,9 @@ async fn the_sandbox_is_the_shims_init(version: ContainerdVersion) {
         "{cgroups:?}"
     );
 
-    // The shim is in its own leaf from the sandbox on, before any Wasm container, without a
-    // move that waits for the kernel's global cgroup lock: it joined the v1 hierarchies at its
-    // start, while one thread (a `tasks` write moves only the writer), and the fork server made
-    // it in its v2 leaf (`CLONE_INTO_CGROUP`). An executed shim (no fork server) would join v2
-    // from a thread of its own, 2 s later where the leaf has no controllers.
+    // The shim is in its own leaf from the sandbox on, before any Wasm container: it joined at
+    // its start, while one thread (a v1 `tasks` write moves only the writer) made that cheap.
+    // The cgroup v2 move finishes on a thread of its own, hence the wait.
     let shim_leaf = format!("/pod{}/spore-wasm", pod.uid());
     // Every hierarchy but a v1 cpuset, which the shim leaves alone (`host/shim_cgroup.rs`).
     let shim_in_leaf = |shim: u32| {
@@ -145,6 +143,10 @@ async fn the_sandbox_is_the_shims_init(version: ContainerdVersion) {
             .filter(|(controllers, _)| !controllers.split(',').any(|c| c == "cpuset"))
             .all(|(_, path)| path.ends_with(&shim_leaf))
     };
+    let waited = std::time::Instant::now();
+    while !shim_in_leaf(shim) && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         shim_in_leaf(shim),
         "the shim's cgroups: {:?}",

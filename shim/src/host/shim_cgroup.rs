@@ -10,9 +10,7 @@
 //! single-threaded process that writes `0` to a cgroup v1 `tasks` file moves only its own
 //! thread, which takes no global lock (0.1 ms per hierarchy). So the serving shim joins its pod
 //! at its start, while it has one thread ([`join_pod_at_start`]): the v1 hierarchies that way,
-//! and a v2 one (which has no such file) is where the fork server made it ([`v2_leaf_for_bundle`],
-//! `clone3` with `CLONE_INTO_CGROUP`); a shim executed instead (no fork server) joins the v2
-//! one by `cgroup.procs` from a thread of its own. That write
+//! and a v2 one (which has no such file) by `cgroup.procs` from a thread of its own. That write
 //! holds `cgroup_mutex` while it waits, which stalls every cgroup directory made and every
 //! process cloned into a cgroup meanwhile (the sandbox's leaves and init among them): a v2 leaf
 //! without controllers (a hybrid host's unified hierarchy, which only tracks processes) is
@@ -77,18 +75,6 @@ fn pod_of(spec: &ContainerSpec) -> Option<PathBuf> {
     spec.cgroups_path.as_deref().and_then(pod_cgroup)
 }
 
-/// The shim's cgroup v2 leaf for the pod of the bundle in `bundle`, made if missing, for the
-/// fork server to make the serving process in (`CLONE_INTO_CGROUP`): no move, so no wait for
-/// the kernel's global lock (see the module's text). `None` without a v2 hierarchy, a pod, or
-/// the pod's cgroup.
-pub fn v2_leaf_for_bundle(bundle: &Path) -> Option<PathBuf> {
-    let spec = ContainerSpec::load(bundle).ok()?;
-    let pod = pod_of(&spec)?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let v2 = cgroup_mounts(&mountinfo).into_iter().find(|m| is_v2(m))?;
-    leaf_in(&v2, &pod)?.ok()
-}
-
 /// Writes `what` to `file` of `leaf`; on failure removes the leaf (if empty).
 fn move_into(leaf: &Path, file: &str, what: &str) -> std::io::Result<PathBuf> {
     match std::fs::write(leaf.join(file), what) {
@@ -121,18 +107,12 @@ pub fn join_pod_at_start(spec: &ContainerSpec) -> JoinFailures {
         return failures;
     };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut v2 = Vec::new();
     for mount in joined_hierarchies(&mountinfo) {
         let moved = match leaf_in(&mount, &pod) {
             None => continue,
             Some(Ok(leaf)) if is_v2(&leaf) => {
-                // The fork server made this process in it already.
-                if is_in(&mine, &leaf, true) {
-                    joined.push(leaf);
-                } else {
-                    v2.push(leaf);
-                }
+                v2.push(leaf);
                 continue;
             }
             Some(made) => made.and_then(|leaf| move_into(&leaf, "tasks", "0")),

@@ -86,19 +86,8 @@ fn fork_for(mut stream: UnixStream, listener: &UnixListener) -> Option<Waiting> 
             return None;
         }
     };
-    // Made directly in its pod's cgroup v2 leaf where there is one: a move there later would
-    // wait for the kernel's global cgroup lock (`host/shim_cgroup.rs`).
-    let leaf = crate::host::shim_cgroup::v2_leaf_for_bundle(std::path::Path::new(&request.cwd))
-        .and_then(|leaf| std::fs::File::open(leaf).ok());
-    // SAFETY: this process has one thread and no atfork handlers; the child only runs
-    // `child::become_serving`.
-    let forked = match &leaf {
-        Some(dir) => unsafe { crate::host::cgroup_placement::fork_process_into(dir.as_raw_fd()) }
-            .unwrap_or_else(|_| unsafe { libc::fork() }),
-        None => unsafe { libc::fork() },
-    };
-    drop(leaf);
-    match forked {
+    // SAFETY: this process has one thread; the child only runs `child::become_serving`.
+    match unsafe { libc::fork() } {
         0 => child::become_serving(&request, fds, &[listener.as_raw_fd(), stream.as_raw_fd()]),
         pid if pid > 0 => {
             drop(fds);
