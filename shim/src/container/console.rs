@@ -7,14 +7,12 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio::net::UnixListener;
 
 use crate::container::WindowSize;
-use crate::host::stdio::{StdioPaths, StdioTarget};
+use crate::host::stdio::{self, StdioPaths, StdioTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -24,12 +22,6 @@ pub enum ConsoleError {
     Accept(std::io::Error),
     #[error("receiving the terminal from runc: {0}")]
     Receive(String),
-    #[error("opening {stream} ({path}) for the terminal: {source}")]
-    Stdio {
-        stream: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("resizing the terminal: {0}")]
     Resize(std::io::Error),
 }
@@ -88,21 +80,27 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, Consol
 /// A terminal's master, with its copies running.
 pub struct Console {
     master: File,
-    /// Becomes true once the terminal's output has all been read from the stdout FIFO by its
-    /// reader (or nobody reads it, or 2 s passed): see [`OutputRead`].
-    output_read: tokio::sync::watch::Receiver<bool>,
+    /// Becomes true once the copy of the terminal's output into the stdout FIFO has ended.
+    copied: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Waits until a process's terminal output has been read by the stdout FIFO's reader, at most
-/// [`READER_WAIT`]. The process's exit is reported after this: containerd's clients close their
-/// reader when they delete a process they saw exit (`cio` `Cancel`), and what they had not
-/// read by then was lost (`ctr task exec -t ... tty` showed nothing, 1 run in 20 on a loaded
-/// node). containerd's runc shim waits for its copy at Delete.
-pub struct OutputRead(tokio::sync::watch::Receiver<bool>);
+/// What a terminal process's exit waits for before it is reported: its output copied into the
+/// stdout FIFO and taken from there by containerd's reader ([`stdio::drained`], as a Wasm
+/// container's exit waits), at most [`stdio::DRAIN_LIMIT`]. containerd's clients close their
+/// reader when they delete a process they saw exit (`cio` `Cancel`), and what they had not read
+/// by then was lost (`ctr task exec -t ... tty` showed nothing, 1 run in 20 on a loaded node).
+pub struct OutputRead {
+    copied: tokio::sync::watch::Receiver<bool>,
+    stdio: StdioPaths,
+}
 
 impl OutputRead {
     pub async fn read(mut self) {
-        let _ = tokio::time::timeout(READER_WAIT, self.0.wait_for(|done| *done)).await;
+        let taken = async {
+            let _ = self.copied.wait_for(|done| *done).await;
+            stdio::drained(&self.stdio, stdio::DRAIN_LIMIT).await;
+        };
+        let _ = tokio::time::timeout(stdio::DRAIN_LIMIT, taken).await;
     }
 }
 
@@ -111,19 +109,28 @@ impl Console {
         // Until `connect` starts a copy, there is no output to wait for.
         Console {
             master,
-            output_read: tokio::sync::watch::channel(true).1,
+            copied: tokio::sync::watch::channel(true).1,
         }
     }
 
-    /// What the process's exit waits for.
-    pub fn waiter(&self) -> OutputRead {
-        OutputRead(self.output_read.clone())
+    /// What the process's exit waits for, the output going to `stdio`.
+    pub fn waiter(&self, stdio: &StdioPaths) -> OutputRead {
+        OutputRead {
+            copied: self.copied.clone(),
+            stdio: stdio.clone(),
+        }
     }
 
-    /// Starts copying between the terminal and the process's FIFOs, on threads of their own
-    /// (the copies block; they end with the terminal and with containerd's stdin).
-    pub fn connect(&mut self, stdio: &StdioPaths) -> Result<(), ConsoleError> {
-        if let StdioTarget::Path(path) = &stdio.stdin {
+    /// Starts copying between the terminal and the process's streams, on threads of their own
+    /// (the copies block; they end with the terminal and with containerd's stdin): from the
+    /// `stdin` FIFO, and into `stdout`, opened by the caller ([`stdio::open_output`], which
+    /// waits for containerd's reader before the process's Start answers).
+    pub fn connect(
+        &mut self,
+        stdin: &StdioTarget,
+        stdout: Option<File>,
+    ) -> Result<(), ConsoleError> {
+        if let StdioTarget::Path(path) = stdin {
             let mut master = self.master.try_clone().map_err(ConsoleError::Socket)?;
             let path = path.clone();
             // Opened on the copying thread: opening a FIFO for reading waits for its writer.
@@ -136,23 +143,13 @@ impl Console {
                 }
             });
         }
-        if let StdioTarget::Path(path) = &stdio.stdout {
-            // Before Start returns, as runc's shim does: see `open_once_read`.
-            let (mut output, has_reader) =
-                open_once_read(path, READER_WAIT).map_err(|source| ConsoleError::Stdio {
-                    stream: "stdout",
-                    path: path.clone(),
-                    source,
-                })?;
+        if let Some(mut output) = stdout {
             let mut master = self.master.try_clone().map_err(ConsoleError::Socket)?;
-            let (read, output_read) = tokio::sync::watch::channel(false);
-            self.output_read = output_read;
+            let (copied, copying) = tokio::sync::watch::channel(false);
+            self.copied = copying;
             std::thread::spawn(move || {
                 let _ = copy(&mut master, &mut output);
-                if has_reader {
-                    wait_until_read(&output, READER_WAIT);
-                }
-                read.send_replace(true);
+                copied.send_replace(true);
             });
         }
         Ok(())
@@ -173,78 +170,6 @@ impl Console {
     }
 }
 
-/// How long the terminal's output waits for the stdout FIFO's reader before it is opened
-/// without one (nobody reads it, as after `ctr run -d`).
-const READER_WAIT: Duration = Duration::from_secs(2);
-
-/// Opens the FIFO at `path` for writing once a reader has it open (or is opening it), polling
-/// up to `wait`; after that, read-write, which never blocks and never fails for want of one.
-///
-/// Called before Start returns. containerd's clients open their end on a goroutine of its own
-/// and cancel that open when the process is deleted before it completed (`cio` `Cancel`),
-/// dropping the output. Opened read-write at once (as before), the shim never waited for that
-/// reader: a fast process (`tty` under `ctr task exec -t`) could exit, be waited for and be
-/// deleted before `ctr`'s open had completed, and `ctr` showed nothing (1 run in 30 under
-/// load). Also, a FIFO's data lives only while a descriptor of it is open: output copied in
-/// and closed before any reader opened it was lost. A writer opened while the reader is there
-/// has its open completed before Start answers, and leaves its data to it. containerd's runc
-/// shim blocks on the same open for as long as it takes.
-/// Returns the file and whether a reader had it open.
-fn open_once_read(path: &Path, wait: Duration) -> std::io::Result<(File, bool)> {
-    if !std::fs::metadata(path)?.file_type().is_fifo() {
-        return Ok((std::fs::OpenOptions::new().write(true).open(path)?, false));
-    }
-    let started = std::time::Instant::now();
-    loop {
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path);
-        match opened {
-            Ok(file) => {
-                set_blocking(&file)?;
-                return Ok((file, true));
-            }
-            Err(err) if err.raw_os_error() == Some(libc::ENXIO) && started.elapsed() < wait => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)?;
-                return Ok((file, false));
-            }
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// Waits until the pipe behind `output` holds no unread byte (`FIONREAD`), at most `wait`.
-fn wait_until_read(output: &File, wait: Duration) {
-    let started = std::time::Instant::now();
-    while started.elapsed() < wait {
-        let mut unread: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int to a valid pointer.
-        let asked = unsafe { libc::ioctl(output.as_raw_fd(), libc::FIONREAD, &mut unread) };
-        if asked < 0 || unread == 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn set_blocking(file: &File) -> std::io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `file` owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Copies until the end of input or an error (EIO from a master whose process is gone).
 fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
     let mut buffer = [0u8; 32 * 1024];
@@ -263,11 +188,14 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::io::ErrorKind;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::Duration;
 
     /// A process that writes and exits before the stdout FIFO's reader has opened it (as `tty`
-    /// under `ctr task exec -t` on a loaded node, whose reader opens on a goroutine): connecting
-    /// waits for the reader, and the reader, 300 ms late, gets all of it. (Opened read-write at
-    /// once, the output went into the pipe and away with it when the copy closed.)
+    /// under `ctr task exec -t` on a loaded node, whose reader opens on a goroutine): the stdout
+    /// FIFO opens only once the reader is there, the exit waits until the output is read, and
+    /// the reader, 300 ms late, gets all of it. (Opened read-write at once, and the exit
+    /// reported at once, the output went into the pipe and away with it.)
     #[test]
     fn output_written_before_the_reader_opens_reaches_it() {
         let dir = tempfile::tempdir().expect("dir");
@@ -277,28 +205,41 @@ mod tests {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let mut console = Console::new(File::from(pty.master));
         let stdio = StdioPaths::parse("", &fifo.to_string_lossy(), "").expect("stdio");
-        let connecting = std::thread::spawn(move || console.connect(&stdio).map(|()| console));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let opening = {
+            let fifo = fifo.clone();
+            runtime.spawn(async move {
+                let opened = stdio::open_output("stdout", &fifo).await?;
+                Ok::<_, crate::error::ShimError>(opened.file.into_std().await)
+            })
+        };
         let mut slave = File::from(pty.slave);
         slave
             .write_all(b"/dev/pts/9\n")
             .expect("the process writes");
         drop(slave);
         std::thread::sleep(Duration::from_millis(300));
-        assert!(!connecting.is_finished(), "connected without a reader");
+        assert!(!opening.is_finished(), "connected without a reader");
         let mut reader = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .expect("the reader opens");
-        let console = connecting.join().expect("joins").expect("connects");
+        let output = runtime
+            .block_on(opening)
+            .expect("joins")
+            .expect("the stdout FIFO opens");
+        console
+            .connect(&StdioTarget::None, Some(output))
+            .expect("connects");
         // The output waits in the FIFO, unread: the exit must wait for it.
         std::thread::sleep(Duration::from_millis(200));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
         let early = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_millis(100), console.waiter().read()).await
+            tokio::time::timeout(Duration::from_millis(100), console.waiter(&stdio).read()).await
         });
         assert!(
             early.is_err(),
@@ -317,7 +258,7 @@ mod tests {
         }
         assert_eq!(String::from_utf8_lossy(&seen).trim_end(), "/dev/pts/9");
         let read = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), console.waiter().read()).await
+            tokio::time::timeout(Duration::from_secs(1), console.waiter(&stdio).read()).await
         });
         assert!(read.is_ok(), "read, and still waited for");
     }

@@ -17,7 +17,7 @@ use super::{
     WindowSize,
 };
 use crate::error::ShimError;
-use crate::host::stdio::StdioPaths;
+use crate::host::stdio::{StdioPaths, StdioTarget, open_output};
 use crate::signal::Signal;
 use crate::wasm::exit::ExitStatus;
 
@@ -72,12 +72,12 @@ impl NativeContainer {
 
 async fn connect_console(socket: ConsoleSocket, stdio: &StdioPaths) -> Result<Console, ShimError> {
     let mut console = socket.receive().await?;
-    let stdio = stdio.clone();
-    // Opening the stdout FIFO may wait (up to 2 s) for its reader.
-    tokio::task::spawn_blocking(move || console.connect(&stdio).map(|()| console))
-        .await
-        .map_err(|e| ShimError::TaskFailed(format!("connecting the terminal: {e}")))?
-        .map_err(ShimError::from)
+    let stdout = match &stdio.stdout {
+        StdioTarget::Path(path) => Some(open_output("stdout", path).await?.file.into_std().await),
+        StdioTarget::None => None,
+    };
+    console.connect(&stdio.stdin, stdout)?;
+    Ok(console)
 }
 
 #[async_trait]
@@ -227,7 +227,7 @@ impl RuncProcess {
                 .console
                 .lock()
                 .ok()
-                .and_then(|c| c.as_ref().map(Console::waiter));
+                .and_then(|c| c.as_ref().map(|c| c.waiter(&inner.stdio)));
             if let Some(output) = output {
                 output.read().await;
             }
@@ -288,23 +288,15 @@ impl Process for RuncProcess {
         // The exit is watched once the terminal is connected (the reaper keeps an exit that
         // comes first), so that it is reported after the terminal's output was read.
         let connected = match console {
-            Some(socket) => connect_console(socket, &inner.stdio).await.map(Some),
-            None => Ok(None),
-        };
-        let failed = match connected {
-            Ok(Some(console)) => {
+            Some(socket) => connect_console(socket, &inner.stdio).await.map(|console| {
                 if let Ok(mut slot) = inner.console.lock() {
                     *slot = Some(console);
                 }
-                None
-            }
-            Ok(None) => None,
-            Err(err) => Some(err),
+            }),
+            None => Ok(()),
         };
         self.watch_exit(pid);
-        if let Some(err) = failed {
-            return Err(err);
-        }
+        connected?;
         Ok(pid as u32)
     }
 

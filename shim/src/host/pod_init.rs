@@ -208,8 +208,8 @@ const TEMPLATE_STEPS: [&str; 4] = [
 ];
 
 /// The template: keeps only its two pipes, waits for the go, joins the pod's cgroup v1 leaves,
-/// makes the namespaces, forks the init (into the cgroup v2 leaf), answers its pid, exits. EOF instead of the go (the shim ended, or ran the sandbox with
-/// runc) ends it.
+/// makes the namespaces, forks the init (into the cgroup v2 leaf), answers its pid, exits. EOF
+/// instead of the go (the shim ended, or ran the sandbox with runc) ends it.
 fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&str>) -> ! {
     let (go, reply) = (go.as_raw_fd(), reply.as_raw_fd());
     // SAFETY: system calls on this single-threaded child's own descriptors and memory.
