@@ -8,6 +8,11 @@
 #                                     components served by Spore, by runwasi's
 #                                     containerd-shim-wasmtime-v1 when it is on PATH (same containerd,
 #                                     CRI pods) and by `wasmtime serve` 48 (installed into .tools/)
+#   hack/bench.sh kubelet [N] [flags] the pod bench through a single-node cluster's kubelet, run on
+#                                     its node: start latency (N=10) and PSS per idle pod, Wasm on
+#                                     RuntimeClass spore vs busybox on the node's runc. Needs
+#                                     SPORE_E2E_KUBECONFIG and SPORE_E2E_REGISTRY (as hack/e2e.sh);
+#                                     --containerd-socket names the node's containerd
 # Flags go to spore-bench (e.g. pod: --handler-a runc --handler-b runc, --pods 1,10,100,1000,
 # --skip-latency, --skip-memory). Builds the guests, the release shim and spore-bench first;
 # containerd runs the shim from target/release. Needs root (hack/setup.sh installs the rest).
@@ -15,8 +20,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mode=${1:-}
 case "$mode" in
-  start|pod|languages|http) shift ;;
-  *) echo "usage: hack/bench.sh start|pod|languages|http [N] [spore-bench flags]" >&2; exit 2 ;;
+  start|pod|languages|http|kubelet) shift ;;
+  *) echo "usage: hack/bench.sh start|pod|languages|http|kubelet [N] [spore-bench flags]" >&2; exit 2 ;;
 esac
 cd "$root"
 export CARGO_TARGET_DIR="$root/target"

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use super::BenchError;
 
-pub const USAGE: &str = "spore-bench start|pod|languages|http [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] [--handler-c H|none] \
+pub const USAGE: &str = "spore-bench start|pod|languages|http|kubelet [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] [--handler-c H|none] \
 [--pods 1,10,100] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
-[--seconds S] [--connections 1,16,50] [--wasmtime PATH]";
+[--seconds S] [--connections 1,16,50] [--wasmtime PATH] \
+[--kubeconfig PATH] [--registry HOST:PORT] [--containerd-socket PATH] [--pod-logs DIR]";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -19,6 +20,9 @@ pub enum Mode {
     Languages,
     /// HTTP req/s and latency: Spore, runwasi's shim, `wasmtime serve`.
     Http,
+    /// Pod start latency and per-pod memory through a real kubelet (a cluster's kubeconfig),
+    /// read on its node.
+    Kubelet,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +54,33 @@ pub struct BenchArgs {
     /// `http`: the `wasmtime` binary whose `serve` is compared (default
     /// `.tools/wasmtime-cli/bin/wasmtime`, where `hack/bench-http.sh` installs it).
     pub wasmtime: Option<PathBuf>,
+    /// `kubelet`: where the bench meets the cluster and its node.
+    pub cluster: ClusterArgs,
+}
+
+/// `kubelet`: the cluster (from `SPORE_E2E_KUBECONFIG` and `SPORE_E2E_REGISTRY` unless a flag
+/// says otherwise) and where its node keeps what the bench reads. The bench runs on the node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterArgs {
+    pub kubeconfig: Option<PathBuf>,
+    /// The registry the node pulls from and this machine pushes to over plain HTTP.
+    pub registry: Option<String>,
+    /// The node's containerd socket: its shims name it on their command lines.
+    pub containerd_socket: PathBuf,
+    /// The kubelet's pod log directory.
+    pub pod_logs: PathBuf,
+}
+
+impl ClusterArgs {
+    fn from_env() -> ClusterArgs {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        ClusterArgs {
+            kubeconfig: var("SPORE_E2E_KUBECONFIG").map(PathBuf::from),
+            registry: var("SPORE_E2E_REGISTRY"),
+            containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
+            pod_logs: PathBuf::from("/var/log/pods"),
+        }
+    }
 }
 
 impl BenchArgs {
@@ -60,6 +91,7 @@ impl BenchArgs {
             Some("pod") => Mode::Pod,
             Some("languages") => Mode::Languages,
             Some("http") => Mode::Http,
+            Some("kubelet") => Mode::Kubelet,
             Some(other) => return Err(usage(format!("unknown mode {other:?}"))),
             None => return Err(usage("a mode is required".into())),
         };
@@ -70,6 +102,7 @@ impl BenchArgs {
                 Mode::Pod => 10,
                 Mode::Languages => 5,
                 Mode::Http => 3,
+                Mode::Kubelet => 10,
             },
             shim_dir: crate::tools::target_dir().join("release"),
             handler_a: "spore".into(),
@@ -83,6 +116,7 @@ impl BenchArgs {
             seconds: Duration::from_secs(10),
             connections: vec![1, 16, 50],
             wasmtime: None,
+            cluster: ClusterArgs::from_env(),
         };
         while let Some(arg) = argv.next() {
             let mut value = |flag: &str| {
@@ -120,6 +154,14 @@ impl BenchArgs {
                         .collect::<Result<_, _>>()?;
                 }
                 "--wasmtime" => args.wasmtime = Some(PathBuf::from(value("--wasmtime")?)),
+                "--kubeconfig" => {
+                    args.cluster.kubeconfig = Some(PathBuf::from(value("--kubeconfig")?))
+                }
+                "--registry" => args.cluster.registry = Some(value("--registry")?),
+                "--containerd-socket" => {
+                    args.cluster.containerd_socket = PathBuf::from(value("--containerd-socket")?)
+                }
+                "--pod-logs" => args.cluster.pod_logs = PathBuf::from(value("--pod-logs")?),
                 positional if !positional.starts_with('-') => args.n = parse_count(positional)?,
                 flag => return Err(usage(format!("unknown flag {flag:?}"))),
             }
@@ -178,6 +220,28 @@ mod tests {
             (2, &[4, 1][..])
         );
         assert_eq!(http.wasmtime, Some(PathBuf::from("/w")));
+        let kubelet = BenchArgs::parse(&[
+            "kubelet",
+            "--kubeconfig",
+            "/k",
+            "--registry",
+            "localhost:5001",
+            "--containerd-socket",
+            "/run/c.sock",
+            "--pod-logs",
+            "/logs",
+        ])
+        .expect("valid");
+        assert_eq!((kubelet.mode, kubelet.n), (Mode::Kubelet, 10));
+        assert_eq!(
+            kubelet.cluster,
+            ClusterArgs {
+                kubeconfig: Some(PathBuf::from("/k")),
+                registry: Some("localhost:5001".into()),
+                containerd_socket: PathBuf::from("/run/c.sock"),
+                pod_logs: PathBuf::from("/logs"),
+            }
+        );
     }
 
     #[test]
@@ -220,6 +284,7 @@ mod tests {
             &["pod", "--frobnicate"][..],
             &["http", "--seconds", "0"][..],
             &["http", "--connections", "16,x"][..],
+            &["kubelet", "--registry"][..],
         ] {
             let err = BenchArgs::parse(argv).expect_err("invalid");
             assert!(matches!(err, BenchError::Usage(_)), "{argv:?}: {err}");

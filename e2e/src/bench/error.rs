@@ -42,6 +42,12 @@ pub enum BenchError {
     CacheUnused { dir: PathBuf },
     #[error("load generator: {0}")]
     Load(String),
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: PathBuf, message: String },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::BenchError;
-use crate::image::{ImageBuilder, busybox};
+use crate::image::{BuiltImage, ImageBuilder, busybox};
 use crate::{Containerd, ContainerdOptions, CriClient, Registry};
 
 pub struct Fixture {
@@ -33,6 +33,16 @@ fn read_guest(name: &str) -> Result<Vec<u8>, BenchError> {
     std::fs::read(&path).map_err(|source| BenchError::MissingGuest { path, source })
 }
 
+/// The Wasm side's image: `/hello.wasm` (prints a line and exits) and `/hello-http.wasm` (an
+/// idle `wasi:http` server), the first as its entrypoint.
+pub fn wasm_image() -> Result<BuiltImage, BenchError> {
+    Ok(ImageBuilder::new()
+        .file("/hello.wasm", read_guest("hello")?)
+        .file("/hello-http.wasm", read_guest("hello-http")?)
+        .entrypoint(["/hello.wasm"])
+        .build()?)
+}
+
 impl Fixture {
     /// `import_pause` for the CRI (the pod bench); `ctr run` needs none.
     pub fn start(shim_dir: &Path, import_pause: bool) -> Result<Fixture, BenchError> {
@@ -56,11 +66,7 @@ impl Fixture {
                 ),
             });
         }
-        let wasm = ImageBuilder::new()
-            .file("/hello.wasm", read_guest("hello")?)
-            .file("/hello-http.wasm", read_guest("hello-http")?)
-            .entrypoint(["/hello.wasm"])
-            .build()?;
+        let wasm = wasm_image()?;
         let cache_dir = tempfile::Builder::new()
             .prefix("spore-bench-cache-")
             .tempdir()

@@ -1,7 +1,7 @@
-//! Spore's benchmarks (`spore-bench start|pod|languages|http`, run by `hack/bench.sh`): task start
-//! latency through `ctr`, pod start latency and memory through the CRI, Spore against runc on the
-//! same private containerd, and HTTP throughput against the peers. Results print as markdown
-//! tables.
+//! Spore's benchmarks (`spore-bench start|pod|languages|http|kubelet`, run by `hack/bench.sh`):
+//! task start latency through `ctr`, pod start latency and memory through the CRI, Spore against
+//! runc on the same private containerd, the same through a cluster's kubelet, and HTTP throughput
+//! against the peers. Results print as markdown tables.
 
 pub mod args;
 pub mod cache_cols;
@@ -9,6 +9,7 @@ pub mod ctr_events;
 pub mod error;
 pub mod fixture;
 pub mod http;
+pub mod kubelet;
 pub mod languages;
 pub mod pod;
 pub mod pss;

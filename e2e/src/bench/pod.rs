@@ -19,7 +19,7 @@ use crate::{ContainerSpec, Containerd, CriClient, Pod, PodSpec};
 const POD_NAMESPACE: &str = "default";
 const LOG_LIMIT: Duration = Duration::from_secs(60);
 /// How long pods sit idle before their memory is read.
-const SETTLE: Duration = Duration::from_secs(10);
+pub(super) const SETTLE: Duration = Duration::from_secs(10);
 
 /// What one side runs.
 #[derive(Clone, Debug)]
@@ -84,26 +84,27 @@ struct Latency {
 
 /// The memory of the pods of one side at one count.
 #[derive(Clone, Debug)]
-struct Memory {
-    pods: usize,
-    processes: usize,
-    total_kib: u64,
-    base_kib: u64,
-    containerd_growth_kib: i64,
+pub(super) struct Memory {
+    pub pods: usize,
+    pub processes: usize,
+    pub total_kib: u64,
+    pub base_kib: u64,
+    /// `None` where the bench does not know containerd's process (on a cluster's node).
+    pub containerd_growth_kib: Option<i64>,
     /// PSS by process name, e.g. the shims apart from pause and the containers.
-    by_command: Vec<(String, u64)>,
+    pub by_command: Vec<(String, u64)>,
     /// Seconds from the first RunPodSandbox of this row's pods until the last of them answered
     /// its request.
-    start_secs: f64,
+    pub start_secs: f64,
     /// The node's memory in use (`MemTotal - MemAvailable`) above what it was before the first
     /// pod, in KiB: page cache, kernel objects (network devices, namespaces, cgroups) and
     /// containerd included.
-    node_growth_kib: i64,
+    pub node_growth_kib: i64,
 }
 
 /// Memory limit of each idle pod's container and of the pod, as the kubelet sets them from a pod
 /// spec's `resources.limits.memory`.
-const IDLE_MEMORY_LIMIT: i64 = 64 << 20;
+pub(super) const IDLE_MEMORY_LIMIT: i64 = 64 << 20;
 
 pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     println!("## spore-bench pod\n");
@@ -180,8 +181,15 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
             eprintln!("memory: {} idle pods, {}", side.handler, side.idle_label);
             let measured =
                 pod_memory(&mut cri, &fixture.containerd, side, &args.pod_counts).await?;
-            rows.push((side, measured));
+            rows.push(MemoryRows {
+                tag: side.tag,
+                label: side.label(side.idle_label),
+                measured,
+            });
         }
+        println!(
+            "### Memory of idle pods: PSS of every process the pods add (shims, pause, containers)\n"
+        );
         print_memory(&rows);
     }
 
@@ -263,7 +271,7 @@ async fn teardown(cri: &mut CriClient, pod: &Pod) -> Result<(), BenchError> {
 }
 
 /// Polls the CRI log every 2 ms until it holds a complete line.
-async fn wait_first_line(path: &Path, limit: Duration) -> Result<(), BenchError> {
+pub(super) async fn wait_first_line(path: &Path, limit: Duration) -> Result<(), BenchError> {
     let started = Instant::now();
     loop {
         if read_cri_log(path).is_ok_and(|lines| !lines.is_empty()) {
@@ -331,7 +339,7 @@ async fn pod_memory(
             processes,
             total_kib,
             base_kib,
-            containerd_growth_kib: containerd_pss() - containerd_base,
+            containerd_growth_kib: Some(containerd_pss() - containerd_base),
             by_command: pss_by_command_kib(&pids).into_iter().collect(),
             start_secs,
             node_growth_kib: node_used_kib() - node_base,
@@ -349,7 +357,7 @@ async fn pod_memory(
 
 /// The node's memory in use, `MemTotal - MemAvailable` of `/proc/meminfo`, in KiB (0 when it
 /// cannot be read).
-fn node_used_kib() -> i64 {
+pub(super) fn node_used_kib() -> i64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
         text.lines().find_map(|line| {
@@ -389,7 +397,11 @@ async fn start_idle_pod(
             .pod_ip(&pod.id)
             .await?
             .ok_or_else(|| BenchError::Load(format!("pod {name} has no IP")))?;
-        answer_one_request(&format!("http://{ip}:{IDLE_PORT}/"), side).await
+        answer_one_request(
+            &format!("http://{ip}:{IDLE_PORT}/"),
+            is_spore(&side.handler),
+        )
+        .await
     }
     .await;
     match started {
@@ -402,12 +414,12 @@ async fn start_idle_pod(
 }
 
 /// The port the idle servers listen on (Spore's default `PORT`, and busybox httpd's `-p`).
-const IDLE_PORT: u16 = 8080;
+pub(super) const IDLE_PORT: u16 = 8080;
 
 /// Waits until the server at `url` answers a `GET` (a listener comes up a moment after
-/// StartContainer returns): a Spore pod must answer 200, busybox httpd any status (it has no
-/// index page to serve).
-async fn answer_one_request(url: &str, side: &Side) -> Result<(), BenchError> {
+/// StartContainer returns): a Wasm server (`wasm`) must answer 200, busybox httpd any status (it
+/// has no index page to serve).
+pub(super) async fn answer_one_request(url: &str, wasm: bool) -> Result<(), BenchError> {
     let t0 = Instant::now();
     loop {
         let url_owned = url.to_owned();
@@ -416,7 +428,7 @@ async fn answer_one_request(url: &str, side: &Side) -> Result<(), BenchError> {
                 .await
                 .map_err(|e| BenchError::Load(e.to_string()))?;
         match answer {
-            Ok(response) if !is_spore(&side.handler) || response.status == 200 => return Ok(()),
+            Ok(response) if !wasm || response.status == 200 => return Ok(()),
             Ok(response) => {
                 return Err(BenchError::Load(format!(
                     "{url} answered {}: {}",
@@ -509,10 +521,15 @@ fn print_starts(sides: &[Side], samples: &[Vec<Latency>], sandbox: bool) {
     println!("{}", table.render());
 }
 
-fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
-    println!(
-        "### Memory of idle pods: PSS of every process the pods add (shims, pause, containers)\n"
-    );
+/// One side's memory rows, for [`print_memory`].
+pub(super) struct MemoryRows {
+    pub tag: char,
+    pub label: String,
+    pub measured: Vec<Memory>,
+}
+
+/// The memory table; every side is compared with the second (B).
+pub(super) fn print_memory(rows: &[MemoryRows]) {
     println!(
         "Each pod has a {} MiB memory limit (pod and container) and answers one GET before it counts as started. per pod = (total at N − total at 0) / N; total at 0 is what this containerd's shims held before the first pod; marginal = (total at N − total at the previous row) / (pods added). Start times are for the pods added in that row.\n",
         IDLE_MEMORY_LIMIT >> 20
@@ -530,21 +547,22 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
         "per pod by process name (MiB)",
     ]);
     let mib = |kib: f64| format!("{:.2}", kib / 1024.0);
-    for (side, measured) in rows {
+    for side in rows {
         let mut previous = (0usize, None::<u64>);
-        for m in measured {
+        for m in &side.measured {
             let per_pod = (m.total_kib as f64 - m.base_kib as f64) / m.pods as f64;
             let before = previous.1.unwrap_or(m.base_kib);
             let marginal = (m.total_kib as f64 - before as f64) / (m.pods - previous.0) as f64;
             previous = (m.pods, Some(m.total_kib));
             table.row([
-                side.label(side.idle_label),
+                side.label.clone(),
                 m.pods.to_string(),
                 m.processes.to_string(),
                 mib(m.total_kib as f64),
                 mib(per_pod),
                 mib(marginal),
-                mib(m.containerd_growth_kib as f64 / m.pods as f64),
+                m.containerd_growth_kib
+                    .map_or("n/a".into(), |kib| mib(kib as f64 / m.pods as f64)),
                 mib(m.node_growth_kib as f64 / m.pods as f64),
                 format!("{:.1}", m.start_secs),
                 m.by_command
@@ -559,15 +577,15 @@ fn print_memory(rows: &[(&Side, Vec<Memory>)]) {
     }
     // Per-pod PSS of every side against B's at the same count.
     let per_pod = |m: &Memory| (m.total_kib as f64 - m.base_kib as f64) / m.pods as f64;
-    if let Some((_, reference)) = rows.get(1) {
-        for (side, measured) in rows
+    if let Some(reference) = rows.get(1) {
+        for side in rows
             .iter()
             .enumerate()
             .filter(|(s, _)| *s != 1)
             .map(|(_, r)| r)
         {
-            for m in measured {
-                let Some(b) = reference.iter().find(|b| b.pods == m.pods) else {
+            for m in &side.measured {
+                let Some(b) = reference.measured.iter().find(|b| b.pods == m.pods) else {
                     continue;
                 };
                 table.row([

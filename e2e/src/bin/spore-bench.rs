@@ -7,10 +7,12 @@
 //! cold and warm pod start, HTTP req/s.
 //! `spore-bench http [N]`: HTTP req/s and latency of Spore, runwasi's wasmtime shim (when on
 //! `PATH`) and `wasmtime serve`, hello and JSON components, 1/16/50 connections.
+//! `spore-bench kubelet [N]`: pod start latency and per-pod PSS through a single-node cluster's
+//! kubelet (`SPORE_E2E_KUBECONFIG`, `SPORE_E2E_REGISTRY`), run on its node.
 
 use std::process::ExitCode;
 
-use spore_e2e::bench::{BenchArgs, BenchError, Mode, http, languages, pod, start};
+use spore_e2e::bench::{BenchArgs, BenchError, Mode, http, kubelet, languages, pod, start};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Mode::Pod => on_tokio(pod::run(&args)),
         Mode::Languages => on_tokio(languages::run(&args)),
         Mode::Http => on_tokio(http::run(&args)),
+        Mode::Kubelet => on_tokio(kubelet::run(&args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

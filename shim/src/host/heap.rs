@@ -4,7 +4,8 @@
 //! the main heap, each shim held 0.9 to 1.6 MiB in four per-thread malloc arenas (the threads
 //! that compiled or loaded the guest, served its first request, answered containerd), the
 //! largest part of its private memory. So:
-//! - at most [`ARENAS`] arenas: the threads of a shim share them instead of taking one each;
+//! - at most [`START_ARENAS`] arena while the pod's containers start, [`SERVING_ARENAS`] once
+//!   an HTTP guest serves: the threads of a shim share them instead of taking one each;
 //! - once the process has been quiet for [`QUIET`] after anything happened (a task call, a
 //!   request), `malloc_trim(0)` gives the freed pages of every arena back to the kernel. A busy
 //!   server is not trimmed: only the first quiet period after activity is.
@@ -19,8 +20,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Arenas glibc's malloc may make for the serving process's threads.
-pub const ARENAS: i32 = 2;
+/// Arenas glibc's malloc may make for the serving process's threads while it starts its pod's
+/// containers: one. A thread that finds the arena busy takes an arena of its own, and keeps it;
+/// under load (a kubelet starting pods while a thousand others stopped) the calls of one
+/// container's start ran on two threads at once, and 7 of 10 idle shims then held 1.2 MiB of a
+/// guest's linking in a second arena (the linker's and the component's type names): 1.9 MiB
+/// private against 0.95 with one arena.
+pub const START_ARENAS: i32 = 1;
+/// Arenas once an HTTP guest serves: its serving threads allocate for every request. Two, as
+/// when issue 18's figures were measured; one for serving too was not measured apart.
+pub const SERVING_ARENAS: i32 = 2;
 /// How long nothing must happen before the heap is trimmed.
 pub const QUIET: Duration = Duration::from_secs(2);
 
@@ -31,13 +40,24 @@ pub fn note_activity() {
     ACTIVITY.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Limits malloc's arenas. Call before the process's threads start.
+/// Limits malloc's arenas to [`START_ARENAS`]. Call before the process's threads start.
 pub fn limit_arenas() {
+    set_arena_max(START_ARENAS);
+}
+
+/// Allows [`SERVING_ARENAS`]: called when an HTTP guest's first serving thread starts.
+pub fn allow_serving_arenas() {
+    set_arena_max(SERVING_ARENAS);
+}
+
+fn set_arena_max(arenas: i32) {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt with a valid parameter, before other threads exist.
+    // SAFETY: mallopt with a valid parameter; it takes malloc's main lock.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
     }
+    #[cfg(not(target_env = "gnu"))]
+    let _ = arenas;
 }
 
 /// Gives the freed pages of every arena back to the kernel; returns whether any were.

@@ -15,6 +15,8 @@
 //! into the sandbox's cgroup. (Executing the shim's binary again instead cost 1.2 MiB of
 //! private memory in relocations alone.) Without a template, runc runs the sandbox.
 
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -54,18 +56,16 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Reads until `buf` is full or EOF; returns how much was read.
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+/// Reads from `fd` until `len` bytes at `buf` are filled or EOF; returns how much was read. Raw,
+/// for the forked template, whose buffer is left uninitialised.
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes.
+unsafe fn read_into(fd: libc::c_int, buf: *mut u8, len: usize) -> usize {
     let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: reads into the unfilled part of `buf`.
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-            )
-        };
+    while filled < len {
+        // SAFETY: reads into the unfilled part of the caller's buffer.
+        let n = unsafe { libc::read(fd, buf.add(filled).cast(), len - filled) };
         match n {
             0 => break,
             n if n > 0 => filled += n as usize,
@@ -162,16 +162,16 @@ impl InitTemplate {
         message.push(b'g');
         message.extend_from_slice(&(placement.len() as u32).to_ne_bytes());
         message.extend_from_slice(&placement);
-        if !write_all(&self.go, &message) {
-            return Err(PodInitError::Template(std::io::Error::last_os_error()));
-        }
+        File::from(self.go)
+            .write_all(&message)
+            .map_err(PodInitError::Template)?;
         let mut reply = [0u8; REPLY_LEN];
-        if read_full(&self.reply, &mut reply) != REPLY_LEN {
-            return Err(PodInitError::Child {
+        File::from(self.reply)
+            .read_exact(&mut reply)
+            .map_err(|source| PodInitError::Child {
                 step: "answer",
-                source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-            });
-        }
+                source,
+            })?;
         let value = i64::from_ne_bytes(reply[1..].try_into().unwrap_or_default());
         if value > 0 {
             return Ok(value as i32);
@@ -184,20 +184,6 @@ impl InitTemplate {
             source: std::io::Error::from_raw_os_error(-value as i32),
         })
     }
-}
-
-/// Writes all of `bytes` to `fd`; false on an error.
-fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        // SAFETY: writes from a valid buffer to an open descriptor.
-        let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        match n {
-            n if n > 0 => bytes = &bytes[n as usize..],
-            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return false,
-        }
-    }
-    true
 }
 
 const TEMPLATE_STEPS: [&str; 4] = [
@@ -243,32 +229,22 @@ fn template(go: OwnedFd, reply: OwnedFd, flags: libc::c_int, hostname: Option<&s
             }
         }
         let mut byte = 0u8;
-        if libc::read(go, (&mut byte as *mut u8).cast(), 1) != 1 {
+        if read_into(go, &mut byte, 1) != 1 {
             libc::_exit(0);
         }
-        let go_fd = OwnedFd::from_raw_fd(go);
         let mut length = [0u8; 4];
-        if read_full(&go_fd, &mut length) != length.len() {
+        if read_into(go, length.as_mut_ptr(), length.len()) != length.len() {
             libc::_exit(0);
         }
         let length = u32::from_ne_bytes(length) as usize;
         if length > PLACEMENT_MAX {
             answer(3, -i64::from(libc::E2BIG));
         }
-        std::mem::forget(go_fd);
         // Left uninitialised: zeroing it would dirty 16 KiB of stack that the init inherits.
         let mut buffer = std::mem::MaybeUninit::<[u8; PLACEMENT_MAX]>::uninit();
         let base = buffer.as_mut_ptr().cast::<u8>();
-        let mut filled = 0;
-        while filled < length {
-            let n = libc::read(go, base.add(filled).cast(), length - filled);
-            if n > 0 {
-                filled += n as usize;
-            } else if n < 0 && *libc::__errno_location() == libc::EINTR {
-                continue;
-            } else {
-                libc::_exit(0);
-            }
+        if read_into(go, base, length) != length {
+            libc::_exit(0);
         }
         let placement = std::slice::from_raw_parts(base, length);
         let mut v2_cgroup = -1;

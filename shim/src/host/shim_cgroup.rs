@@ -1,8 +1,8 @@
 //! The shim process in its pod's cgroup. Wasm containers run inside the shim, so the shim lives
 //! in a leaf `spore-wasm` below the pod's cgroup (the parent of the containers' `cgroupsPath`),
-//! in every hierarchy (cgroup v1 and v2; not a v1 cpuset, see [`joined_hierarchies`]), so that
-//! the kubelet's pod limits and accounting cover the Wasm containers; it leaves at shutdown so
-//! the kubelet can remove the pod's cgroup.
+//! in every hierarchy (cgroup v1 and v2, see [`joined_hierarchies`]), so that the kubelet's pod
+//! limits and accounting cover the Wasm containers; it leaves at shutdown so the kubelet can
+//! remove the pod's cgroup.
 //!
 //! When it joins is a matter of speed. Writing a pid to `cgroup.procs` takes the kernel's
 //! global `cgroup_threadgroup_rwsem` for writing, and the first writer after a quiet spell waits
@@ -57,17 +57,13 @@ fn leaf_in(mount: &Path, pod: &Path) -> Option<std::io::Result<PathBuf>> {
     )
 }
 
-/// The hierarchies the shim joins: all but a cgroup v1 `cpuset` one. Sitting in the pod's cpuset
-/// leaf from its start made containerd's CreateContainer of the pod's next container take 13-17
-/// ms instead of 4-6 (`spore-bench pod`, A/B runs with and without that one hierarchy; the
-/// mechanism is not known). A pod's cpuset is the node's shared CPUs, as containerd's and
-/// runc's shims have them; Spore does not pin a guest to CPUs (`cpuset.cpus` of a container is
-/// not applied). v2 has one hierarchy for all controllers, joined.
+/// The hierarchies the shim joins: all of them. Leaving out a cgroup v1 `cpuset` (5ad1de7) made
+/// containerd's CreateContainer of a pod's next container faster (4-6 ms instead of 13-17 in
+/// `spore-bench pod`'s A/B runs) but cost HTTP guests a third of their req/s at 16 and 50
+/// connections (`hack/bench.sh http`: hello-http 0.78-0.84x runwasi's shim, 1.19-1.24x with
+/// the cpuset joined, in the same hour). Neither mechanism is known.
 fn joined_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     cgroup_mounts(mountinfo)
-        .into_iter()
-        .filter(|mount| is_v2(mount) || !mount.join("cpuset.cpus").exists())
-        .collect()
 }
 
 fn pod_of(spec: &ContainerSpec) -> Option<PathBuf> {
@@ -86,6 +82,29 @@ fn move_into(leaf: &Path, file: &str, what: &str) -> std::io::Result<PathBuf> {
     }
 }
 
+/// For each hierarchy the shim joins in which the pod has a cgroup: the shim's leaf there (made
+/// if missing), given to `enter`, which moves the shim in (`Ok(Some(leaf))`, recorded in
+/// `joined`), leaves the move for later (`Ok(None)`) or fails. Returns the failures.
+fn enter_leaves(
+    pod: &Path,
+    joined: &mut Vec<PathBuf>,
+    mut enter: impl FnMut(&Path) -> std::io::Result<Option<PathBuf>>,
+) -> JoinFailures {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut failures = Vec::new();
+    for mount in joined_hierarchies(&mountinfo) {
+        let Some(made) = leaf_in(&mount, pod) else {
+            continue;
+        };
+        match made.and_then(|leaf| enter(&leaf)) {
+            Ok(Some(leaf)) => joined.push(leaf),
+            Ok(None) => {}
+            Err(err) => failures.push((mount, err)),
+        }
+    }
+    failures
+}
+
 /// Logs what the shim could not join (the guests still run, only outside the pod's
 /// accounting).
 pub fn log_failures(failures: &JoinFailures) {
@@ -99,29 +118,20 @@ pub fn log_failures(failures: &JoinFailures) {
 /// could not join, for the log once there is one; the v2 thread's failures are logged when it
 /// is waited for.
 pub fn join_pod_at_start(spec: &ContainerSpec) -> JoinFailures {
-    let mut failures = Vec::new();
     let Some(pod) = pod_of(spec) else {
-        return failures;
+        return Vec::new();
     };
     let Ok(mut joined) = JOINED.lock() else {
-        return failures;
+        return Vec::new();
     };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v2 = Vec::new();
-    for mount in joined_hierarchies(&mountinfo) {
-        let moved = match leaf_in(&mount, &pod) {
-            None => continue,
-            Some(Ok(leaf)) if is_v2(&leaf) => {
-                v2.push(leaf);
-                continue;
-            }
-            Some(made) => made.and_then(|leaf| move_into(&leaf, "tasks", "0")),
-        };
-        match moved {
-            Ok(leaf) => joined.push(leaf),
-            Err(err) => failures.push((mount, err)),
+    let mut failures = enter_leaves(&pod, &mut joined, |leaf| {
+        if is_v2(leaf) {
+            v2.push(leaf.to_path_buf());
+            return Ok(None);
         }
-    }
+        move_into(leaf, "tasks", "0").map(Some)
+    });
     if v2.is_empty() {
         return failures;
     }
@@ -217,19 +227,10 @@ pub fn join_pod(spec: &ContainerSpec) {
     if !joined.is_empty() {
         return;
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let pid = std::process::id().to_string();
-    let mut failures = Vec::new();
-    for mount in joined_hierarchies(&mountinfo) {
-        let moved = match leaf_in(&mount, &pod) {
-            None => continue,
-            Some(made) => made.and_then(|leaf| move_into(&leaf, "cgroup.procs", &pid)),
-        };
-        match moved {
-            Ok(leaf) => joined.push(leaf),
-            Err(err) => failures.push((mount, err)),
-        }
-    }
+    let failures = enter_leaves(&pod, &mut joined, |leaf| {
+        move_into(leaf, "cgroup.procs", &pid).map(Some)
+    });
     log_failures(&failures);
     tracing::info!(cgroups = ?*joined, "shim joined its pod's cgroup");
 }

@@ -50,6 +50,7 @@ impl ServingThreads {
         if let Some(handle) = &slots[i] {
             return Ok(handle.clone());
         }
+        crate::host::heap::allow_serving_arenas();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .on_thread_park(crate::host::idle_stacks::on_park)
