@@ -42,8 +42,9 @@ pub enum BenchError {
     CacheUnused { dir: PathBuf },
     #[error("load generator: {0}")]
     Load(String),
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig { path: PathBuf, message: String },
+    /// The cluster's client and waits, shared with the end-to-end suite (`crate::cluster`).
+    #[error("cluster: {0}")]
+    ClusterSuite(#[from] crate::cluster::ClusterError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("cluster: {0}")]

@@ -10,10 +10,10 @@
 mod apply;
 mod helm;
 mod node_probe;
-mod poll;
+pub mod poll;
 mod steps;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use helm::Helm;
@@ -45,6 +45,19 @@ pub enum ClusterError {
     Manifest { path: PathBuf, message: String },
     #[error("image: {0}")]
     Image(#[from] crate::image::ImageError),
+}
+
+/// A client for the cluster of `kubeconfig` (its current context).
+pub async fn connect(kubeconfig: &Path) -> Result<kube::Client, ClusterError> {
+    let bad = |message: String| ClusterError::Kubeconfig {
+        path: kubeconfig.to_path_buf(),
+        message,
+    };
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// What the suite is run with (from `hack/e2e.sh`'s environment).

@@ -78,7 +78,7 @@ pub async fn run(config: SuiteConfig) -> Result<String, ClusterError> {
     match result {
         Ok(()) => Ok(summary),
         Err(err) => {
-            if let Ok(client) = connect(&config).await {
+            if let Ok(client) = super::connect(&config.kubeconfig).await {
                 for namespace in [config.namespace.as_str(), config.apps_namespace.as_str()] {
                     diagnose(&client, namespace).await;
                 }
@@ -121,24 +121,8 @@ async fn diagnose(client: &kube::Client, namespace: &str) {
     }
 }
 
-async fn connect(config: &SuiteConfig) -> Result<kube::Client, ClusterError> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&config.kubeconfig).map_err(|e| {
-        ClusterError::Kubeconfig {
-            path: config.kubeconfig.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| ClusterError::Kubeconfig {
-            path: config.kubeconfig.clone(),
-            message: e.to_string(),
-        })?;
-    Ok(kube::Client::try_from(client_config)?)
-}
-
 async fn run_steps(config: &SuiteConfig, steps: &mut Steps) -> Result<(), ClusterError> {
-    let client = connect(config).await?;
+    let client = super::connect(&config.kubeconfig).await?;
     let busybox = format!("{}/busybox:{BUSYBOX_TAG}", config.registry);
     let helm = Helm::find(&config.repo_root)?;
     println!("e2e: {}", helm.describe());

@@ -1,6 +1,6 @@
 //! The shim process in its pod's cgroup. Wasm containers run inside the shim, so the shim lives
 //! in a leaf `spore-wasm` below the pod's cgroup (the parent of the containers' `cgroupsPath`),
-//! in every hierarchy (cgroup v1 and v2, see [`joined_hierarchies`]), so that the kubelet's pod
+//! in every hierarchy (cgroup v1 and v2, see [`enter_leaves`]), so that the kubelet's pod
 //! limits and accounting cover the Wasm containers; it leaves at shutdown so the kubelet can
 //! remove the pod's cgroup.
 //!
@@ -57,15 +57,6 @@ fn leaf_in(mount: &Path, pod: &Path) -> Option<std::io::Result<PathBuf>> {
     )
 }
 
-/// The hierarchies the shim joins: all of them. Leaving out a cgroup v1 `cpuset` (5ad1de7) made
-/// containerd's CreateContainer of a pod's next container faster (4-6 ms instead of 13-17 in
-/// `spore-bench pod`'s A/B runs) but cost HTTP guests a third of their req/s at 16 and 50
-/// connections (`hack/bench.sh http`: hello-http 0.78-0.84x runwasi's shim, 1.19-1.24x with
-/// the cpuset joined, in the same hour). Neither mechanism is known.
-fn joined_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
-    cgroup_mounts(mountinfo)
-}
-
 fn pod_of(spec: &ContainerSpec) -> Option<PathBuf> {
     spec.sandbox_id()?;
     spec.cgroups_path.as_deref().and_then(pod_cgroup)
@@ -82,9 +73,15 @@ fn move_into(leaf: &Path, file: &str, what: &str) -> std::io::Result<PathBuf> {
     }
 }
 
-/// For each hierarchy the shim joins in which the pod has a cgroup: the shim's leaf there (made
-/// if missing), given to `enter`, which moves the shim in (`Ok(Some(leaf))`, recorded in
-/// `joined`), leaves the move for later (`Ok(None)`) or fails. Returns the failures.
+/// For each hierarchy in which the pod has a cgroup: the shim's leaf there (made if missing),
+/// given to `enter`, which moves the shim in (`Ok(Some(leaf))`, recorded in `joined`), leaves
+/// the move for later (`Ok(None)`) or fails. Returns the failures.
+///
+/// Every hierarchy, a v1 `cpuset` too. Leaving the cpuset out (5ad1de7) made containerd's
+/// CreateContainer of a pod's next container faster (4-6 ms instead of 13-17 in `spore-bench
+/// pod`'s A/B runs) but cost HTTP guests a third of their req/s at 16 and 50 connections
+/// (`hack/bench.sh http`: hello-http 0.78-0.84x runwasi's shim, 1.19-1.24x with the cpuset
+/// joined, in the same hour). Neither mechanism is known.
 fn enter_leaves(
     pod: &Path,
     joined: &mut Vec<PathBuf>,
@@ -92,7 +89,7 @@ fn enter_leaves(
 ) -> JoinFailures {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut failures = Vec::new();
-    for mount in joined_hierarchies(&mountinfo) {
+    for mount in cgroup_mounts(&mountinfo) {
         let Some(made) = leaf_in(&mount, pod) else {
             continue;
         };

@@ -29,6 +29,8 @@ use super::pod::{
 use super::pss::{pss_by_command_kib, total_pss_kib};
 use super::stats::{Summary, Table, fmt_ms, millis, ratio};
 use super::{BenchArgs, BenchError};
+use crate::cluster::ClusterError;
+use crate::cluster::poll::{self, Look};
 use crate::image::busybox;
 use manifest::{CONTAINER, SIDE_LABEL, Shape, Workload};
 
@@ -119,7 +121,7 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
             "kubelet: set SPORE_E2E_REGISTRY or --registry (a registry the node pulls from)".into(),
         )
     })?;
-    let client = connect(&kubeconfig).await?;
+    let client = crate::cluster::connect(&kubeconfig).await?;
     let node = single_node(&client).await?;
     println!("## spore-bench kubelet\n");
     println!("machine: {}", machine_line());
@@ -210,18 +212,6 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn connect(kubeconfig: &Path) -> Result<kube::Client, BenchError> {
-    let bad = |message: String| BenchError::Kubeconfig {
-        path: kubeconfig.to_path_buf(),
-        message,
-    };
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(kube::Client::try_from(config)?)
-}
-
 /// The one node's name, kubelet and runtime; the bench reads that node's files, so it needs
 /// a cluster of one node and must run on it.
 async fn single_node(client: &kube::Client) -> Result<String, BenchError> {
@@ -246,43 +236,41 @@ async fn single_node(client: &kube::Client) -> Result<String, BenchError> {
 /// `default` ServiceAccount, which pods need before they are admitted.
 async fn ensure_namespace(client: &kube::Client) -> Result<(), BenchError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deadline = Instant::now() + GONE_LIMIT;
-    loop {
-        match namespaces.get_opt(NAMESPACE).await? {
-            Some(ns) if ns.metadata.deletion_timestamp.is_none() => break,
-            Some(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await
-            }
-            Some(_) => return Err(timeout(&format!("namespace {NAMESPACE} to go"), GONE_LIMIT)),
-            None => {
-                let ns: Namespace = serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": NAMESPACE}
-                }))
-                .map_err(|e| BenchError::Cluster(e.to_string()))?;
-                namespaces.create(&PostParams::default(), &ns).await?;
-                break;
-            }
-        }
+    let exists = poll::until(
+        &format!("namespace {NAMESPACE} of an earlier run to go"),
+        GONE_LIMIT,
+        Duration::from_millis(500),
+        || async {
+            Ok(match namespaces.get_opt(NAMESPACE).await? {
+                Some(ns) if ns.metadata.deletion_timestamp.is_some() => {
+                    Look::NotYet("terminating".into())
+                }
+                found => Look::Done(found.is_some()),
+            })
+        },
+    )
+    .await?;
+    if !exists {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": NAMESPACE}
+        }))
+        .map_err(|e| BenchError::Cluster(e.to_string()))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while accounts.get_opt("default").await?.is_none() {
-        if Instant::now() >= deadline {
-            return Err(timeout(
-                &format!("the default ServiceAccount of {NAMESPACE}"),
-                Duration::from_secs(60),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll::until(
+        &format!("the default ServiceAccount of {NAMESPACE}"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            Ok(match accounts.get_opt("default").await? {
+                Some(_) => Look::Done(()),
+                None => Look::NotYet("not made yet".into()),
+            })
+        },
+    )
+    .await?;
     Ok(())
-}
-
-fn timeout(what: &str, limit: Duration) -> BenchError {
-    BenchError::Timeout {
-        what: what.to_owned(),
-        secs: limit.as_secs_f64(),
-    }
 }
 
 /// Creates a pod of the side's echo workload and times its first log line (in the kubelet's
@@ -322,21 +310,25 @@ async fn pod_latency(
 }
 
 async fn wait_for_phase(pods: &Api<Pod>, name: &str, phase: &str) -> Result<(), BenchError> {
-    let deadline = Instant::now() + START_LIMIT;
-    loop {
-        let pod = pods.get_opt(name).await?;
-        let now = pod
-            .as_ref()
-            .and_then(|p| p.status.as_ref())
-            .and_then(|s| s.phase.as_deref());
-        if now == Some(phase) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(timeout(&format!("pod {name} to be {phase}"), START_LIMIT));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll::until(
+        &format!("pod {name} to be {phase}"),
+        START_LIMIT,
+        Duration::from_millis(10),
+        || async {
+            let pod = pods.get_opt(name).await?;
+            let now = pod
+                .as_ref()
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.as_deref());
+            Ok(if now == Some(phase) {
+                Look::Done(())
+            } else {
+                Look::NotYet(format!("phase {}", now.unwrap_or("?")))
+            })
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The pod's phase and its container's state, for a message.
@@ -380,13 +372,18 @@ async fn delete_and_wait(pods: &Api<Pod>, name: &str) -> Result<(), BenchError> 
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
         Err(err) => return Err(err.into()),
     }
-    let deadline = Instant::now() + GONE_LIMIT;
-    while pods.get_opt(name).await?.is_some() {
-        if Instant::now() >= deadline {
-            return Err(timeout(&format!("pod {name} to go"), GONE_LIMIT));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll::until(
+        &format!("pod {name} to go"),
+        GONE_LIMIT,
+        Duration::from_millis(50),
+        || async {
+            Ok(match pods.get_opt(name).await? {
+                None => Look::Done(()),
+                Some(pod) => Look::NotYet(describe(Some(&pod))),
+            })
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -399,20 +396,19 @@ fn side_selector(side: &Side) -> ListParams {
 async fn delete_side(pods: &Api<Pod>, side: &Side) -> Result<(), BenchError> {
     pods.delete_collection(&DeleteParams::default(), &side_selector(side))
         .await?;
-    let deadline = Instant::now() + SERVE_LIMIT;
-    loop {
-        let left = pods.list(&side_selector(side)).await?.items.len();
-        if left == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(timeout(
-                &format!("{left} pods of side {} to go", side.tag),
-                SERVE_LIMIT,
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    poll::until(
+        &format!("the pods of side {} to go", side.tag),
+        SERVE_LIMIT,
+        Duration::from_millis(500),
+        || async {
+            Ok(match pods.list(&side_selector(side)).await?.items.len() {
+                0 => Look::Done(()),
+                left => Look::NotYet(format!("{left} left")),
+            })
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Creates idle serving pods `names` of the side, waits until each runs with an IP and has
@@ -435,40 +431,35 @@ async fn start_serving(
         uids.insert(created.metadata.uid.unwrap_or_default());
     }
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + SERVE_LIMIT;
-    let ips: BTreeMap<String, String> = loop {
-        let list = pods.list(&side_selector(side)).await?;
-        let mut ips = BTreeMap::new();
-        for pod in &list.items {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            if !wanted.contains(name.as_str()) {
-                continue;
+    let ips: BTreeMap<String, String> = poll::until(
+        &format!("{} pods of side {} to run", wanted.len(), side.tag),
+        SERVE_LIMIT,
+        Duration::from_millis(500),
+        || async {
+            let list = pods.list(&side_selector(side)).await?;
+            let mut ips = BTreeMap::new();
+            for pod in &list.items {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                if !wanted.contains(name.as_str()) {
+                    continue;
+                }
+                if let Some(why) = stuck(pod) {
+                    return Err(ClusterError::Check(format!("pod {name}: {why}")));
+                }
+                let status = pod.status.as_ref();
+                let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+                if let Some(ip) = status.and_then(|s| s.pod_ip.clone()).filter(|_| running) {
+                    ips.insert(name, ip);
+                }
             }
-            if let Some(why) = stuck(pod) {
-                return Err(BenchError::Cluster(format!("pod {name}: {why}")));
-            }
-            let status = pod.status.as_ref();
-            let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
-            if let Some(ip) = status.and_then(|s| s.pod_ip.clone()).filter(|_| running) {
-                ips.insert(name, ip);
-            }
-        }
-        if ips.len() == wanted.len() {
-            break ips;
-        }
-        if Instant::now() >= deadline {
-            return Err(timeout(
-                &format!(
-                    "{} of {} pods of side {} to run",
-                    wanted.len() - ips.len(),
-                    wanted.len(),
-                    side.tag
-                ),
-                SERVE_LIMIT,
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+            Ok(if ips.len() == wanted.len() {
+                Look::Done(ips)
+            } else {
+                Look::NotYet(format!("{} running", ips.len()))
+            })
+        },
+    )
+    .await?;
     for ip in ips.values() {
         answer_one_request(&format!("http://{ip}:{IDLE_PORT}/"), side.wasm).await?;
     }
