@@ -150,6 +150,15 @@ async fn an_artifact_pushed_with_spore_runs_and_the_second_pod_hits_the_cache() 
         "first start compiles"
     );
     assert_eq!(node.cache_entries().len(), 1, "one entry written");
+    // At debug the shim says how long each task request took (docs/troubleshooting.md).
+    let log = node.containerd.log();
+    for request in ["create{", "start{", "guest{"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(request) && l.contains("close time.busy=")),
+            "no timed close of {request}...}} in containerd's log:\n{log}"
+        );
+    }
 
     // A new pod is a new shim process: it finds the code on disk.
     assert_eq!(

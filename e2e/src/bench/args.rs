@@ -8,7 +8,8 @@ use super::BenchError;
 pub const USAGE: &str = "spore-bench start|pod|languages|http|kubelet [N] [--shim-dir DIR] [--handler-a H] [--handler-b H] [--handler-c H|none] \
 [--pods 1,10,100] [--skip-latency] [--skip-memory] [--cache-n N] [--skip-cache] \
 [--seconds S] [--connections 1,16,50] [--wasmtime PATH] \
-[--kubeconfig PATH] [--registry HOST:PORT] [--containerd-socket PATH] [--pod-logs DIR]";
+[--kubeconfig PATH] [--registry HOST:PORT] [--containerd-socket PATH] [--pod-logs DIR] \
+[--containerd-env KEY=VALUE]...";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -56,6 +57,9 @@ pub struct BenchArgs {
     pub wasmtime: Option<PathBuf>,
     /// `kubelet`: where the bench meets the cluster and its node.
     pub cluster: ClusterArgs,
+    /// Environment for the bench's private containerd (and so its shims), e.g. `GOMAXPROCS=4`
+    /// or `SPORE_SHIM_LOG=spore_shim=debug`.
+    pub containerd_env: Vec<(String, String)>,
 }
 
 /// `kubelet`: the cluster (from `SPORE_E2E_KUBECONFIG` and `SPORE_E2E_REGISTRY` unless a flag
@@ -117,6 +121,7 @@ impl BenchArgs {
             connections: vec![1, 16, 50],
             wasmtime: None,
             cluster: ClusterArgs::from_env(),
+            containerd_env: Vec::new(),
         };
         while let Some(arg) = argv.next() {
             let mut value = |flag: &str| {
@@ -162,9 +167,28 @@ impl BenchArgs {
                     args.cluster.containerd_socket = PathBuf::from(value("--containerd-socket")?)
                 }
                 "--pod-logs" => args.cluster.pod_logs = PathBuf::from(value("--pod-logs")?),
+                "--containerd-env" => {
+                    let pair = value("--containerd-env")?;
+                    match pair.split_once('=') {
+                        Some((key, val)) if !key.is_empty() => {
+                            args.containerd_env.push((key.to_owned(), val.to_owned()))
+                        }
+                        _ => {
+                            return Err(usage(format!(
+                                "--containerd-env {pair:?} is not KEY=VALUE"
+                            )));
+                        }
+                    }
+                }
                 positional if !positional.starts_with('-') => args.n = parse_count(positional)?,
                 flag => return Err(usage(format!("unknown flag {flag:?}"))),
             }
+        }
+        if args.mode == Mode::Kubelet && !args.containerd_env.is_empty() {
+            return Err(usage(
+                "--containerd-env sets the bench's own containerd; `kubelet` uses the node's"
+                    .into(),
+            ));
         }
         Ok(args)
     }
@@ -242,6 +266,40 @@ mod tests {
                 pod_logs: PathBuf::from("/logs"),
             }
         );
+    }
+
+    #[test]
+    fn containerd_env_pairs_are_kept_in_order() {
+        let pod = BenchArgs::parse(&[
+            "pod",
+            "--containerd-env",
+            "GOMAXPROCS=4",
+            "--containerd-env",
+            "SPORE_SHIM_LOG=spore_shim=debug",
+        ])
+        .expect("valid");
+        assert_eq!(
+            pod.containerd_env,
+            [
+                ("GOMAXPROCS".to_string(), "4".to_string()),
+                ("SPORE_SHIM_LOG".to_string(), "spore_shim=debug".to_string())
+            ]
+        );
+        assert!(
+            BenchArgs::parse(&["pod"])
+                .expect("valid")
+                .containerd_env
+                .is_empty()
+        );
+        let kubelet = BenchArgs::parse(&["kubelet", "--containerd-env", "GOMAXPROCS=4"]);
+        assert!(
+            kubelet.is_err(),
+            "the node's containerd is not the bench's to set"
+        );
+        for bad in ["GOMAXPROCS", "=4"] {
+            let err = BenchArgs::parse(&["pod", "--containerd-env", bad]).expect_err(bad);
+            assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+        }
     }
 
     #[test]

@@ -44,9 +44,14 @@ pub fn wasm_image() -> Result<BuiltImage, BenchError> {
 }
 
 impl Fixture {
-    /// `import_pause` for the CRI (the pod bench); `ctr run` needs none.
-    pub fn start(shim_dir: &Path, import_pause: bool) -> Result<Fixture, BenchError> {
-        Fixture::start_with_runtimes(shim_dir, import_pause, &[])
+    /// `import_pause` for the CRI (the pod bench); `ctr run` needs none. `env` is set for
+    /// containerd and its shims (`--containerd-env`).
+    pub fn start(
+        shim_dir: &Path,
+        import_pause: bool,
+        env: &[(String, String)],
+    ) -> Result<Fixture, BenchError> {
+        Fixture::start_with_runtimes(shim_dir, import_pause, &[], env)
     }
 
     /// As [`Fixture::start`], with more CRI runtime handlers (`(handler, runtime_type)`), whose
@@ -55,6 +60,7 @@ impl Fixture {
         shim_dir: &Path,
         import_pause: bool,
         runtimes: &[(String, String)],
+        env: &[(String, String)],
     ) -> Result<Fixture, BenchError> {
         let shim = shim_dir.join(spore_format::SHIM_BINARY);
         if !shim.is_file() {
@@ -84,6 +90,9 @@ impl Fixture {
             .wide_pod_network(true);
         for (handler, runtime_type) in runtimes {
             options = options.runtime(handler, runtime_type);
+        }
+        for (key, value) in env {
+            options = options.env(key, value);
         }
         let containerd = Containerd::start(options)?;
         let wasm_image = wasm.push_http(&registry.host(), "spore/bench-wasm", "1")?;

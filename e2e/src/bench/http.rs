@@ -132,7 +132,8 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
             wasmtime.display()
         ),
     }
-    let fixture = Fixture::start_with_runtimes(&args.shim_dir, true, &runtimes)?;
+    let fixture =
+        Fixture::start_with_runtimes(&args.shim_dir, true, &runtimes, &args.containerd_env)?;
     let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
     let scratch = tempfile::tempdir().map_err(|source| BenchError::Io {
         path: std::env::temp_dir(),

@@ -64,7 +64,7 @@ struct Measured {
 pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
     println!("## spore-bench languages\n");
     println!("machine: {}", machine_line());
-    let fixture = Fixture::start(&args.shim_dir, true)?;
+    let fixture = Fixture::start(&args.shim_dir, true, &args.containerd_env)?;
     let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
     let mut rows = Vec::new();
     for language in languages() {

@@ -113,7 +113,7 @@ pub async fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "shim: {}\n",
         args.shim_dir.join(spore_format::SHIM_BINARY).display()
     );
-    let fixture = Fixture::start(&args.shim_dir, true)?;
+    let fixture = Fixture::start(&args.shim_dir, true, &args.containerd_env)?;
     let mut cri = CriClient::for_containerd(&fixture.containerd).await?;
     cri.pull_image(&fixture.wasm_image).await?;
     cri.pull_image(&fixture.busybox_image).await?;

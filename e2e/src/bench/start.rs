@@ -68,7 +68,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "shim: {}\n",
         args.shim_dir.join(spore_format::SHIM_BINARY).display()
     );
-    let fixture = Fixture::start(&args.shim_dir, false)?;
+    let fixture = Fixture::start(&args.shim_dir, false, &args.containerd_env)?;
     let containerd = &fixture.containerd;
     containerd.ctr_pull(NAMESPACE, &fixture.wasm_image)?;
     containerd.ctr_pull(NAMESPACE, &fixture.busybox_image)?;

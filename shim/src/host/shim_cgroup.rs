@@ -77,11 +77,12 @@ fn move_into(leaf: &Path, file: &str, what: &str) -> std::io::Result<PathBuf> {
 /// given to `enter`, which moves the shim in (`Ok(Some(leaf))`, recorded in `joined`), leaves
 /// the move for later (`Ok(None)`) or fails. Returns the failures.
 ///
-/// Every hierarchy, a v1 `cpuset` too. Leaving the cpuset out (5ad1de7) made containerd's
-/// CreateContainer of a pod's next container faster (4-6 ms instead of 13-17 in `spore-bench
-/// pod`'s A/B runs) but cost HTTP guests a third of their req/s at 16 and 50 connections
-/// (`hack/bench.sh http`: hello-http 0.78-0.84x runwasi's shim, 1.19-1.24x with the cpuset
-/// joined, in the same hour). Neither mechanism is known.
+/// Every hierarchy, a v1 `cpuset` too. Leaving the cpuset out (5ad1de7) cost HTTP guests a
+/// third of their req/s at 16 and 50 connections (`hack/bench.sh http`: hello-http 0.78-0.84x
+/// runwasi's shim, 1.19-1.24x with the cpuset joined, in the same hour); why is not known.
+/// The slower CreateContainer seen with the cpuset joined is containerd's own stall on a 2-core
+/// node (its FIFO opens and Go's `sysmon`, gone with `GOMAXPROCS=4` and the cpuset joined,
+/// `docs/benchmarks.md`); how the cpuset changed how often it hit is not known.
 fn enter_leaves(
     pod: &Path,
     joined: &mut Vec<PathBuf>,
