@@ -7,9 +7,10 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::ResolveHosts;
+use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 use crate::spec::ContainerSpec;
@@ -60,7 +61,33 @@ impl HostsFile {
 /// How one container resolves names.
 pub struct ContainerNames {
     hosts: HostsFile,
-    dns: Option<TokioResolver>,
+    dns: Option<Dns>,
+}
+
+/// The nameservers of a container's resolv.conf, and the resolver for them, made at the first
+/// name that needs DNS: a resolver (its cache, its name server pool) is about 29 KiB of heap,
+/// kept for the pod's life, and most guests never ask.
+struct Dns {
+    config: ResolverConfig,
+    options: ResolverOpts,
+    resolver: OnceLock<Option<TokioResolver>>,
+}
+
+impl Dns {
+    fn resolver(&self) -> Option<&TokioResolver> {
+        self.resolver
+            .get_or_init(|| {
+                TokioResolver::builder_with_config(
+                    self.config.clone(),
+                    TokioRuntimeProvider::default(),
+                )
+                .with_options(self.options.clone())
+                .build()
+                .inspect_err(|err| tracing::warn!(%err, "cannot make a DNS resolver"))
+                .ok()
+            })
+            .as_ref()
+    }
 }
 
 impl std::fmt::Debug for ContainerNames {
@@ -90,7 +117,7 @@ impl ContainerNames {
         let hosts = container_file(spec, "/etc/hosts")
             .map(|bytes| HostsFile::parse(&String::from_utf8_lossy(&bytes)))
             .unwrap_or_default();
-        let dns = container_file(spec, "/etc/resolv.conf").and_then(|bytes| resolver(&bytes));
+        let dns = container_file(spec, "/etc/resolv.conf").and_then(|bytes| dns(&bytes));
         ContainerNames { hosts, dns }
     }
 
@@ -98,7 +125,7 @@ impl ContainerNames {
     pub fn new(hosts: HostsFile, resolv_conf: Option<&[u8]>) -> Self {
         ContainerNames {
             hosts,
-            dns: resolv_conf.and_then(resolver),
+            dns: resolv_conf.and_then(dns),
         }
     }
 
@@ -118,7 +145,7 @@ impl ContainerNames {
         if !from_hosts.is_empty() {
             return Ok(from_hosts);
         }
-        let Some(dns) = &self.dns else {
+        let Some(dns) = self.dns.as_ref().and_then(Dns::resolver) else {
             return Err(LookupError::NotFound(name.to_string()));
         };
         match dns.lookup_ip(name).await {
@@ -141,17 +168,21 @@ impl ContainerNames {
     }
 }
 
-/// A resolver for the nameservers, search list and options of a resolv.conf; `None` when it
-/// names no nameserver.
-fn resolver(resolv_conf: &[u8]) -> Option<TokioResolver> {
+/// The nameservers, search list and options of a resolv.conf; `None` when it names no
+/// nameserver.
+fn dns(resolv_conf: &[u8]) -> Option<Dns> {
     let (config, mut options) =
         hickory_resolver::system_conf::parse_resolv_conf(resolv_conf).ok()?;
+    if config.name_servers().is_empty() {
+        return None;
+    }
     // The container's /etc/hosts is consulted before; the node's never.
     options.use_hosts_file = ResolveHosts::Never;
-    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-        .with_options(options)
-        .build()
-        .ok()
+    Some(Dns {
+        config,
+        options,
+        resolver: OnceLock::new(),
+    })
 }
 
 #[cfg(test)]
@@ -209,7 +240,42 @@ mod tests {
 
     #[tokio::test]
     async fn a_resolv_conf_without_nameservers_gives_no_dns() {
-        assert!(resolver(b"search svc.cluster.local\noptions ndots:5\n").is_none());
-        assert!(resolver(b"nameserver 10.96.0.10\nsearch default.svc.cluster.local\n").is_some());
+        assert!(dns(b"search svc.cluster.local\noptions ndots:5\n").is_none());
+        let with = dns(b"nameserver 10.96.0.10\nsearch default.svc.cluster.local\n");
+        assert!(with.expect("nameservers").resolver().is_some());
+    }
+
+    /// Counts the whole process's heap: it needs a process of its own, as nextest (the
+    /// project's runner, `hack/test.sh`) gives every test.
+    #[tokio::test]
+    #[cfg(target_env = "gnu")]
+    async fn a_container_holds_no_resolver_until_a_name_needs_dns() {
+        let in_use = || {
+            // SAFETY: mallinfo2 only reads malloc's counters.
+            unsafe { libc::mallinfo2() }.uordblks
+        };
+        const CONF: &[u8] = b"nameserver 10.96.0.10\nsearch default.svc.cluster.local \
+            svc.cluster.local cluster.local\noptions ndots:5\n";
+        // The first resolver made in a process also sets up what every later one shares.
+        if let Some(warm) = ContainerNames::new(HostsFile::default(), Some(CONF)).dns {
+            assert!(warm.resolver().is_some());
+        }
+        let before = in_use();
+        let names = ContainerNames::new(HostsFile::parse(HOSTS), Some(CONF));
+        assert_eq!(
+            names.resolve("foo.local").await.expect("from hosts")[0].to_string(),
+            "10.1.2.3"
+        );
+        let kept = in_use().saturating_sub(before);
+        assert!(
+            kept < 8 << 10,
+            "names answered from /etc/hosts keep {kept} bytes (a resolver is about 29 KiB)"
+        );
+        assert!(
+            names
+                .dns
+                .as_ref()
+                .is_some_and(|d| d.resolver.get().is_none())
+        );
     }
 }
