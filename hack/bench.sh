@@ -15,7 +15,8 @@
 #                                     --containerd-socket names the node's containerd
 # Flags go to spore-bench (e.g. pod: --handler-a runc --handler-b runc, --pods 1,10,100,1000,
 # --skip-latency, --skip-memory; --containerd-env KEY=VALUE for the bench's own containerd, e.g.
-# GOMAXPROCS=4, see docs/benchmarks.md). Builds the guests, the release shim and spore-bench first;
+# GOMAXPROCS=4, see docs/benchmarks.md). Builds the guests, the release shim and spore-bench first
+# (fat LTO, as the shim ships: about 15 minutes on 2 cores from scratch);
 # containerd runs the shim from target/release. Needs root (hack/setup.sh installs the rest).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
