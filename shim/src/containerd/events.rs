@@ -185,10 +185,20 @@ async fn deliver(
     request.envelope = Some(envelope).into();
     let mut retry = FIRST_RETRY;
     for attempt in 1..=DELIVERY_ATTEMPTS {
-        let Err(err) = forward(client, address, &request).await else {
-            return;
+        let failed = match client {
+            Some(connected) => match connected.forward(Context::default(), &request).await {
+                Ok(_) => return,
+                Err(err) => err.to_string(),
+            },
+            None => match connect_events(address).await {
+                Ok(connected) => {
+                    *client = Some(connected);
+                    continue;
+                }
+                Err(err) => err.to_string(),
+            },
         };
-        tracing::warn!(%err, topic, attempt, "delivering a task event failed");
+        tracing::warn!(err = %failed, topic, attempt, "delivering a task event failed");
         *client = None;
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(MAX_RETRY);
@@ -197,25 +207,6 @@ async fn deliver(
         topic,
         "a task event could not be delivered to containerd; it is dropped"
     );
-}
-
-/// One attempt: connects when there is no connection, then forwards `request`.
-async fn forward(
-    client: &mut Option<EventsClient>,
-    address: &str,
-    request: &ForwardRequest,
-) -> Result<(), String> {
-    if client.is_none() {
-        *client = Some(connect_events(address).await.map_err(|e| e.to_string())?);
-    }
-    let Some(connected) = client.as_mut() else {
-        return Err("no connection".into());
-    };
-    connected
-        .forward(Context::default(), request)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
 }
 
 /// Why an event could not be put into containerd's envelope.
