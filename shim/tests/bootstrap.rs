@@ -1,7 +1,6 @@
 //! The shim's bootstrap driven as containerd drives it, without containerd: `start` on a machine
 //! where `/run/containerd` is empty, a serving process that cannot serve, a second container of
-//! the same pod, the end of a shim under a burst of Kill, Delete and Shutdown, and the events
-//! connection of an idle shim.
+//! the same pod, and the end of a shim under a burst of Kill, Delete and Shutdown.
 
 mod direct;
 
@@ -352,98 +351,4 @@ async fn the_exit_waits_until_the_reader_has_taken_the_output() {
     let _ = client
         .shutdown(ctx(), &api::ShutdownRequest::default())
         .await;
-}
-
-/// Connections accepted on the unix socket at `path` that are still open (the listener itself
-/// is not counted): `/proc/net/unix` names an accepted socket by its listener's path.
-fn connections_to(path: &std::path::Path) -> usize {
-    let path = path.display().to_string();
-    std::fs::read_to_string("/proc/net/unix")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // Num RefCount Protocol Flags Type St Inode Path; St 03 is connected.
-            fields.len() == 8 && fields[5] == "03" && fields[7] == path
-        })
-        .count()
-}
-
-/// An idle pod raises no event, so its shim lets the connection to containerd's events go
-/// (about 54 KiB of heap) and connects again for the next event, which still arrives in order.
-#[tokio::test]
-async fn an_idle_shim_lets_the_events_connection_go_and_later_events_still_arrive() {
-    let events = EventServer::start().await;
-    let id = unique("idle-events");
-    let bundle = Bundle::wasm("sleeper", &[], None);
-    let out = start(
-        bundle.path(),
-        &id,
-        "/run/containerd/containerd.sock",
-        &events.address,
-        &[],
-    );
-    let address = answered_address(&out);
-    let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
-    let pid = shims_serving(&id)[0];
-    let client = task_client(&socket).await;
-    create_and_start(&client, &id, bundle.path(), "").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while events.topics().len() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(events.topics(), ["/tasks/create", "/tasks/start"]);
-    assert_eq!(
-        connections_to(&events.address),
-        1,
-        "delivered over one connection"
-    );
-
-    // Nothing to deliver for longer than IDLE_CONNECTION: the shim lets the connection go.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while connections_to(&events.address) > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        connections_to(&events.address),
-        0,
-        "an idle shim keeps no connection to containerd's events"
-    );
-
-    // The guest's end is delivered over a new connection, in order, before the shim goes.
-    let kill = api::KillRequest {
-        id: id.clone(),
-        signal: 9,
-        ..Default::default()
-    };
-    bounded("Kill", client.kill(ctx(), &kill))
-        .await
-        .expect("kill");
-    let wait = api::WaitRequest {
-        id: id.clone(),
-        ..Default::default()
-    };
-    let waited = bounded("Wait", client.wait(ctx(), &wait))
-        .await
-        .expect("wait");
-    assert_eq!(waited.exit_status, 137);
-    let delete = api::DeleteRequest {
-        id: id.clone(),
-        ..Default::default()
-    };
-    bounded("Delete", client.delete(ctx(), &delete))
-        .await
-        .expect("delete");
-    shut_down(&address).await;
-    assert!(gone(pid, Duration::from_secs(5)).await, "the shim exits");
-    assert_eq!(
-        events.topics(),
-        [
-            "/tasks/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/tasks/delete"
-        ]
-    );
 }

@@ -2,9 +2,7 @@
 //! real one, [`ForwardedEvents`], puts them on one channel that one task forwards to containerd's
 //! event service, each delivered before the next, so they reach containerd in the order they were
 //! raised (TaskCreate, TaskStart, TaskExit, TaskDelete of a container never overtake each other),
-//! and the shim's end waits until they are delivered. The connection is let go once no event
-//! came for [`IDLE_CONNECTION`] (an idle pod raises none) and made again for the next one.
-//! Tests hold a recording sink.
+//! and the shim's end waits until they are delivered. Tests hold a recording sink.
 
 use std::time::Duration;
 
@@ -95,10 +93,6 @@ pub trait EventSink: Send + Sync + 'static {
 const DELIVERY_ATTEMPTS: u32 = 30;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(2);
-/// How long the forwarder keeps its connection without an event to deliver. The connection (its
-/// buffers and the client's tasks) is about 54 KiB of an idle pod's heap; letting it go before
-/// the heap is trimmed ([`crate::host::heap::QUIET`]) lets the trim give that back too.
-pub const IDLE_CONNECTION: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 #[error("connecting to containerd's events at {address}: {reason}")]
@@ -125,20 +119,8 @@ impl ForwardedEvents {
         let pending_tx = pending.clone();
         let address = address.to_string();
         tokio::spawn(async move {
-            let mut client = Some(client);
-            loop {
-                let next = if client.is_some() {
-                    match tokio::time::timeout(IDLE_CONNECTION, receiver.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            client = None;
-                            continue;
-                        }
-                    }
-                } else {
-                    receiver.recv().await
-                };
-                let Some(event) = next else { break };
+            let mut client = client;
+            while let Some(event) = receiver.recv().await {
                 deliver(&mut client, &address, &namespace, event).await;
                 pending_tx.send_modify(|n| *n = n.saturating_sub(1));
             }
@@ -168,14 +150,7 @@ async fn connect_events(address: &str) -> Result<EventsClient, EventsError> {
         })
 }
 
-/// Delivers `event`, connecting first when there is no connection (`client`); a failed
-/// attempt lets the connection go, and the next one connects again.
-async fn deliver(
-    client: &mut Option<EventsClient>,
-    address: &str,
-    namespace: &str,
-    event: TaskEvent,
-) {
+async fn deliver(client: &mut EventsClient, address: &str, namespace: &str, event: TaskEvent) {
     let topic = event.topic();
     let envelope = match envelope(namespace, event) {
         Ok(envelope) => envelope,
@@ -185,23 +160,17 @@ async fn deliver(
     request.envelope = Some(envelope).into();
     let mut retry = FIRST_RETRY;
     for attempt in 1..=DELIVERY_ATTEMPTS {
-        let failed = match client {
-            Some(connected) => match connected.forward(Context::default(), &request).await {
-                Ok(_) => return,
-                Err(err) => err.to_string(),
-            },
-            None => match connect_events(address).await {
-                Ok(connected) => {
-                    *client = Some(connected);
-                    continue;
+        match client.forward(Context::default(), &request).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(%err, topic, attempt, "delivering a task event failed");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+                if let Ok(reconnected) = connect_events(address).await {
+                    *client = reconnected;
                 }
-                Err(err) => err.to_string(),
-            },
-        };
-        tracing::warn!(err = %failed, topic, attempt, "delivering a task event failed");
-        *client = None;
-        tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
     }
     tracing::error!(
         topic,
