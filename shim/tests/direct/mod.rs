@@ -183,11 +183,54 @@ pub async fn task_client(socket: &Path) -> TaskClient {
 }
 
 /// `step`'s answer, or a failure naming the step after 30 s: a lost answer fails here, naming
-/// what was lost, instead of hanging until the runner's timeout.
+/// what was lost, instead of hanging until the runner's timeout. The failure also says where
+/// every Spore shim's threads wait and which file locks are held ([`where_shims_wait`]).
 pub async fn bounded<T>(step: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(std::time::Duration::from_secs(30), future)
-        .await
-        .unwrap_or_else(|_| panic!("{step} was not answered within 30 s"))
+    match tokio::time::timeout(std::time::Duration::from_secs(30), future).await {
+        Ok(answer) => answer,
+        Err(_) => panic!(
+            "{step} was not answered within 30 s\n{}",
+            where_shims_wait()
+        ),
+    }
+}
+
+/// For a hang's report: each Spore shim process (pid, command line) with each thread's state,
+/// name and innermost kernel frames, then the file locks of `/proc/locks` (a compile-cache
+/// entry's lock is one).
+pub fn where_shims_wait() -> String {
+    let mut report = String::from("Spore shims and where their threads wait:\n");
+    for (pid, cmdline) in spore_e2e::cleanup::processes_naming(spore_format::SHIM_BINARY) {
+        report.push_str(&format!("  {pid}: {cmdline}\n"));
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            let frames: Vec<String> = read("stack")
+                .lines()
+                .take(4)
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+                .collect();
+            report.push_str(&format!(
+                "    {} {} {}: {}\n",
+                task.file_name().to_string_lossy(),
+                read("comm").trim(),
+                state,
+                frames.join(" < ")
+            ));
+        }
+    }
+    report.push_str("file locks (/proc/locks):\n");
+    report.push_str(&std::fs::read_to_string("/proc/locks").unwrap_or_default());
+    report
 }
 
 /// Create and Start of task `id` in `bundle`, with `stdout` as its stdout path ("" for none),
