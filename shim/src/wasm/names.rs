@@ -171,11 +171,9 @@ impl ContainerNames {
 /// The nameservers, search list and options of a resolv.conf; `None` when it names no
 /// nameserver.
 fn dns(resolv_conf: &[u8]) -> Option<Dns> {
+    // A resolv.conf without a nameserver is an error here.
     let (config, mut options) =
         hickory_resolver::system_conf::parse_resolv_conf(resolv_conf).ok()?;
-    if config.name_servers().is_empty() {
-        return None;
-    }
     // The container's /etc/hosts is consulted before; the node's never.
     options.use_hosts_file = ResolveHosts::Never;
     Some(Dns {
