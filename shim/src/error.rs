@@ -70,6 +70,13 @@ pub enum ShimError {
     Poisoned(&'static str),
     #[error("a task of the shim failed: {0}")]
     TaskFailed(String),
+    #[error(
+        "the shim panicked handling {request}: {message} (a bug in Spore: the shim's log has where)"
+    )]
+    Panicked {
+        request: &'static str,
+        message: String,
+    },
 }
 
 impl ShimError {
@@ -104,7 +111,8 @@ impl ShimError {
             | ShimError::Signal { .. }
             | ShimError::Encode { .. }
             | ShimError::Poisoned(_)
-            | ShimError::TaskFailed(_) => Code::INTERNAL,
+            | ShimError::TaskFailed(_)
+            | ShimError::Panicked { .. } => Code::INTERNAL,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! bugs. Release builds have none of them: every function here is a no-op there.
 //!
 //! - `SPORE_FAULT=guest-panic` in a Wasm container's env: the task running its guest panics.
+//! - `SPORE_FAULT=create-panic` in a container's env: handling its Create panics.
 //! - `SPORE_FAULT=slow-kill-answer` in the shim's own environment (containerd's, which it
 //!   inherits): a native process's Kill is answered 500 ms after its signal was sent, which
 //!   makes the race between the Kill's answer and the process's exit come out the bad way.
@@ -21,6 +22,17 @@ pub fn guest_task(env: &[(String, String)]) {
             .any(|(k, v)| k == FAULT_ENV && v == "guest-panic")
     {
         panic!("fault injected by {FAULT_ENV}=guest-panic");
+    }
+}
+
+/// Panics when a debug build creates a container whose env asks for `create-panic`.
+pub fn create_request(env: &[(String, String)]) {
+    if cfg!(debug_assertions)
+        && env
+            .iter()
+            .any(|(k, v)| k == FAULT_ENV && v == "create-panic")
+    {
+        panic!("fault injected by {FAULT_ENV}=create-panic");
     }
 }
 

@@ -13,7 +13,7 @@ use containerd_shim::protos::ttrpc::context::Context;
 use containerd_shim::protos::ttrpc::{self, Code};
 use direct::{
     Bundle, EventServer, answered_address, bounded, create_and_start, gone, shims_serving,
-    shut_down, start, task_client,
+    shut_down, start, start_with_env, task_client,
 };
 
 /// Runs what follows in a private mount namespace whose `/run` is an empty tmpfs: a machine
@@ -351,4 +351,144 @@ async fn the_exit_waits_until_the_reader_has_taken_the_output() {
     let _ = client
         .shutdown(ctx(), &api::ShutdownRequest::default())
         .await;
+}
+
+/// A bug that panics while a request is handled must not leave containerd waiting for an answer
+/// that never comes: the request is answered with an INTERNAL error naming it and the panic, the
+/// panic and where it happened are in the shim's log, and the shim serves on. (A debug build's
+/// `SPORE_FAULT=create-panic` makes the Create panic.)
+#[tokio::test]
+async fn a_panic_handling_create_is_answered_logged_and_the_shim_serves_on() {
+    let events = EventServer::start().await;
+    let id = unique("panics");
+    let broken = Bundle::wasm("hello", &[], None).with_env(&["SPORE_FAULT=create-panic"]);
+    let healthy = Bundle::wasm("hello", &[], None);
+    let address = answered_address(&start(broken.path(), &id, "", &events.address, &[]));
+    let socket = PathBuf::from(address.strip_prefix("unix://").expect("unix"));
+    let pid = shims_serving(&id)[0];
+    let client = task_client(&socket).await;
+    let create = api::CreateTaskRequest {
+        id: id.clone(),
+        bundle: broken.path().display().to_string(),
+        ..Default::default()
+    };
+    match bounded("the panicking Create", client.create(ctx(), &create)).await {
+        Err(ttrpc::Error::RpcStatus(status)) => {
+            assert_eq!(status.code(), Code::INTERNAL, "{status:?}");
+            assert!(
+                status.message.contains("panicked handling Create")
+                    && status
+                        .message
+                        .contains("fault injected by SPORE_FAULT=create-panic"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected an INTERNAL status, got {other:?}"),
+    }
+    let log = std::fs::read_to_string(broken.path().join("log")).expect("the shim's log");
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("panic: fault injected by SPORE_FAULT=create-panic")
+            && l.contains("faults.rs")),
+        "the panic and its location are in the shim's log: {log}"
+    );
+    // The shim serves on: another container runs to its end.
+    create_and_start(&client, "healthy", healthy.path(), "").await;
+    let wait = api::WaitRequest {
+        id: "healthy".into(),
+        ..Default::default()
+    };
+    let waited = bounded("Wait", client.wait(ctx(), &wait))
+        .await
+        .expect("wait");
+    assert_eq!(waited.exit_status, 0);
+    let delete = api::DeleteRequest {
+        id: "healthy".into(),
+        ..Default::default()
+    };
+    bounded("Delete", client.delete(ctx(), &delete))
+        .await
+        .expect("delete");
+    let _ = client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .await;
+    assert!(gone(pid, Duration::from_secs(5)).await, "the shim exits");
+}
+
+/// The threads of `pid` named as tokio names a runtime's workers, counted again 200 ms after
+/// they first were `expected` (a thread takes its name once it runs: right after the ready line
+/// some may not have yet), or as many as there are after 5 s.
+async fn runtime_workers_reaching(pid: i32, expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let workers = runtime_workers(pid);
+        if workers == expected {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return runtime_workers(pid);
+        }
+        if std::time::Instant::now() > deadline {
+            return workers;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The threads of `pid` named as tokio names a runtime's workers.
+fn runtime_workers(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the shim's threads")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+/// The serving process's shared runtime has a worker per usable CPU, at most two, unless
+/// `SPORE_SHIM_WORKERS` in its environment says otherwise; a value that is no number of workers
+/// is named in the shim's log and the default applies. Counted before any Create, when no
+/// blocking thread (which tokio names alike) has been started.
+#[tokio::test]
+async fn the_shared_runtime_has_at_most_two_workers_unless_the_environment_sets_another_number() {
+    let events = EventServer::start().await;
+    let default = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(2);
+    for (setting, expected) in [
+        (None, default),
+        (Some("1"), 1),
+        (Some("3"), 3),
+        (Some("many"), default),
+    ] {
+        let id = unique("workers");
+        let bundle = Bundle::wasm("hello", &[], None);
+        let env: Vec<(&str, &str)> = setting
+            .map(|value| ("SPORE_SHIM_WORKERS", value))
+            .into_iter()
+            .collect();
+        let address = answered_address(&start_with_env(
+            bundle.path(),
+            &id,
+            "",
+            &events.address,
+            &[],
+            &env,
+        ));
+        let pid = shims_serving(&id)[0];
+        assert_eq!(
+            runtime_workers_reaching(pid, expected).await,
+            expected,
+            "SPORE_SHIM_WORKERS={setting:?}"
+        );
+        let log = std::fs::read_to_string(bundle.path().join("log")).expect("the shim's log");
+        assert_eq!(
+            log.contains("SPORE_SHIM_WORKERS is not a number of workers"),
+            setting == Some("many"),
+            "SPORE_SHIM_WORKERS={setting:?}: {log}"
+        );
+        shut_down(&address).await;
+        assert!(gone(pid, Duration::from_secs(5)).await, "the shim exits");
+    }
 }

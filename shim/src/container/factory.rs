@@ -179,6 +179,7 @@ impl ContainerFactory for Factory {
     #[tracing::instrument(level = "debug", skip_all, fields(container = %request.id))]
     async fn create(&self, request: CreateRequest) -> Result<Arc<dyn Container>, ShimError> {
         let spec = ContainerSpec::load(&request.bundle)?;
+        crate::faults::create_request(&spec.env);
         let options = match &request.options {
             Some((type_url, value)) => RuntimeOptions::decode(type_url, value)?,
             None => RuntimeOptions::default(),

@@ -2,9 +2,10 @@
 //! the shim's working directory and copies into its own log. The level is `warn` unless the
 //! `SPORE_SHIM_LOG` environment variable (an `EnvFilter` directive such as `info` or
 //! `spore_shim=debug`) or containerd's `-debug` flag says otherwise: logging on the request
-//! path costs throughput. At `debug` every span's close is logged with its time (`time.busy`,
-//! `time.idle`): how long the shim took for each task request (`create`, `start`, ...) and each
-//! container's steps, apart from containerd's time around them (`docs/troubleshooting.md`).
+//! path costs throughput. At `debug` every span's start is logged (`new`), and its close with its
+//! time (`time.busy`, `time.idle`): how long the shim took for each task request (`create`,
+//! `start`, ...) and each container's steps, apart from containerd's time around them
+//! (`docs/troubleshooting.md`); a span that started and never closed is where a request waits.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -43,7 +44,8 @@ pub fn init(debug: bool) {
     }
 }
 
-/// The shim's log format: plain text, no targets, and a line with its time when a span closes.
+/// The shim's log format: plain text, no targets, a line when a span starts and one with its time
+/// when it closes.
 fn subscriber<W>(filter: EnvFilter, writer: W) -> ShimSubscriber<W>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -52,7 +54,7 @@ where
         .with_env_filter(filter)
         .with_ansi(false)
         .with_target(false)
-        .with_span_events(FmtSpan::CLOSE)
+        .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
         .with_writer(writer)
         .finish()
 }
@@ -131,6 +133,20 @@ mod tests {
             close.contains("time.busy=") && close.contains("time.idle="),
             "{close}"
         );
+    }
+
+    #[test]
+    fn at_debug_a_span_that_never_closes_is_seen_starting() {
+        let text = logged("debug", || {
+            let create = tracing::debug_span!("create", id = "c1");
+            std::mem::forget(create.entered());
+        });
+        assert!(
+            text.lines()
+                .any(|line| line.contains("create{id=\"c1\"}") && line.contains("new")),
+            "{text:?}"
+        );
+        assert!(!text.contains("close"), "{text:?}");
     }
 
     #[test]

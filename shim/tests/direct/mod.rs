@@ -104,8 +104,21 @@ impl Bundle {
             "annotations": annotations,
         });
         std::fs::write(dir.path().join("config.json"), spec.to_string()).expect("config");
+        // A plain file where containerd would have its log FIFO: the shim logs there (at debug,
+        // see [`start_with_env`]) and a hang's report shows it ([`where_shims_wait`]).
+        std::fs::write(dir.path().join("log"), "").expect("log");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("mode");
         Bundle { dir }
+    }
+
+    /// This bundle with `env` (`KEY=VALUE`) as its process's environment.
+    pub fn with_env(self, env: &[&str]) -> Bundle {
+        let path = self.dir.path().join("config.json");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let mut spec: serde_json::Value = serde_json::from_str(&text).expect("config is JSON");
+        spec["process"]["env"] = serde_json::json!(env);
+        std::fs::write(&path, spec.to_string()).expect("config");
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -157,6 +170,7 @@ pub fn start_with_env(
         .env("TTRPC_ADDRESS", ttrpc_address)
         .env("GRPC_ADDRESS", containerd_address)
         .env("MAX_SHIM_VERSION", "2")
+        .env("SPORE_SHIM_LOG", "debug")
         .envs(env.iter().copied())
         .output()
         .expect("start runs")
@@ -182,6 +196,9 @@ pub async fn task_client(socket: &Path) -> TaskClient {
     TaskClient::new(client)
 }
 
+/// How many of a hung shim's last log lines its report shows.
+const LOG_LINES: usize = 80;
+
 /// `step`'s answer, or a failure naming the step after 30 s: a lost answer fails here, naming
 /// what was lost, instead of hanging until the runner's timeout. The failure also says where
 /// every Spore shim's threads wait and which file locks are held ([`where_shims_wait`]).
@@ -195,13 +212,31 @@ pub async fn bounded<T>(step: &str, future: impl std::future::Future<Output = T>
     }
 }
 
-/// For a hang's report: each Spore shim process (pid, command line) with each thread's state,
-/// name and innermost kernel frames, then the file locks of `/proc/locks` (a compile-cache
-/// entry's lock is one).
+/// For a hang's report: each Spore shim process (pid, command line) with its unix sockets and
+/// their queues (`ss`), each thread's state, name and innermost kernel frames and, when its
+/// bundle's `log` is a plain file (a direct test's, not containerd's FIFO), that log's errors
+/// and warnings and its end; then the file locks of `/proc/locks` (a compile-cache entry's lock
+/// is one).
 pub fn where_shims_wait() -> String {
     let mut report = String::from("Spore shims and where their threads wait:\n");
+    // Every unix socket with its queues (Recv-Q, Send-Q) and owners: whether a request sits
+    // unread in a shim's socket, or an answer in the client's.
+    let sockets = Command::new("ss")
+        .arg("-xpn")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
     for (pid, cmdline) in spore_e2e::cleanup::processes_naming(spore_format::SHIM_BINARY) {
         report.push_str(&format!("  {pid}: {cmdline}\n"));
+        for socket in sockets
+            .lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+        {
+            report.push_str(&format!(
+                "    socket: {}\n",
+                socket.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+        }
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten();
@@ -226,6 +261,25 @@ pub fn where_shims_wait() -> String {
                 state,
                 frames.join(" < ")
             ));
+        }
+        let log = PathBuf::from(format!("/proc/{pid}/cwd/log"));
+        if std::fs::metadata(&log).is_ok_and(|m| m.is_file()) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            report.push_str("    its log's errors and warnings:\n");
+            for line in lines
+                .iter()
+                .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            {
+                report.push_str(&format!("      {line}\n"));
+            }
+            report.push_str(&format!(
+                "    the end of its log ({} lines):\n",
+                lines.len()
+            ));
+            for line in &lines[lines.len().saturating_sub(LOG_LINES)..] {
+                report.push_str(&format!("      {line}\n"));
+            }
         }
     }
     report.push_str("file locks (/proc/locks):\n");

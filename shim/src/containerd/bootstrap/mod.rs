@@ -3,7 +3,8 @@
 //! - `delete` ([`delete`]): clean up after a container whose shim is gone;
 //! - `-info` ([`info`]): describe the runtime;
 //! - `fork-server` ([`fork_server`]): the process `start` has serving processes forked from;
-//! - with `-socket` ([`serve`]): the long-lived process that serves the Task API for a pod.
+//! - with `-socket` ([`serve`]): the long-lived process that serves the Task API for a pod, on
+//!   a runtime of few workers ([`workers`]).
 //!
 //! One bootstrap serves containerd 1.7 and 2.x: `start` answers the task API version containerd
 //! asks for (`MAX_SHIM_VERSION`), and the Task service is registered under both the v2 and v3
@@ -14,6 +15,7 @@ pub mod fork_server;
 pub mod info;
 pub mod serve;
 pub mod start;
+pub mod workers;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -17,8 +17,10 @@ use containerd_shim::protos::ttrpc::r#async::Server;
 use containerd_shim::protos::ttrpc::r#async::transport::Listener;
 
 use super::READY_LINE;
+use super::workers::{WORKERS_ENV, WorkersSetting};
 use crate::container::factory::Factory;
 use crate::containerd::events::ForwardedEvents;
+use crate::containerd::panic_answer::PanicAnswered;
 use crate::containerd::shutdown::Shutdown;
 use crate::containerd::socket::{self, SocketError};
 use crate::containerd::task_service::TaskService;
@@ -79,7 +81,10 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
         join_failures = crate::host::shim_cgroup::join_pod_at_start(&spec);
     }
     crate::host::heap::limit_arenas();
+    // After the cgroup join: the pod's CPU quota counts among the usable CPUs.
+    let workers = WorkersSetting::from_env().workers(super::workers::usable_cpus());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .on_thread_park(crate::host::idle_stacks::on_park)
         .build()
@@ -95,6 +100,7 @@ async fn serve(
     join_failures: crate::host::shim_cgroup::JoinFailures,
 ) -> Result<(), ServeError> {
     crate::host::logging::init(flags.debug);
+    crate::host::panic_log::install();
     crate::host::shim_cgroup::log_failures(&join_failures);
     tracing::debug!(cgroups = ?crate::host::shim_cgroup::joined_leaves(), "shim joined its pod's cgroup");
     if let Ok(reason) = std::env::var(super::fork_server::FALLBACK_ENV) {
@@ -104,13 +110,22 @@ async fn serve(
              copy of the binary's relocated pages (about 1 MiB) is not shared with other pods' shims"
         );
     }
+    if let WorkersSetting::Invalid(value) = WorkersSetting::from_env() {
+        tracing::warn!(
+            %value,
+            "{WORKERS_ENV} is not a number of workers (a whole number, at least 1): the shim uses its default"
+        );
+    }
     crate::host::reaper::reap_children();
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| ServeError::NoTtrpcAddress)?;
     let events = Arc::new(ForwardedEvents::connect(&ttrpc_address, flags.namespace.clone()).await?);
     let factory = Factory::new(&flags.address, &flags.namespace).await?;
     let shutdown = Arc::new(Shutdown::default());
-    let service: Arc<dyn Task + Send + Sync> =
-        Arc::new(TaskService::new(factory, events.clone(), shutdown.clone()));
+    let service: Arc<dyn Task + Send + Sync> = Arc::new(PanicAnswered(TaskService::new(
+        factory,
+        events.clone(),
+        shutdown.clone(),
+    )));
     let mut services = create_task(service.clone());
     if let Some(v3) = create_task(service).remove(TASK_V3) {
         services.insert(TASK_V2.to_string(), v3);
