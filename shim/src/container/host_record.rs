@@ -219,14 +219,32 @@ fn remove_cgroup(leaf: &Path) -> Result<(), ReleaseError> {
     }
 }
 
+/// `PF_EXITING` among a task's flags (field 9 of `/proc/PID/stat`): the task has begun to exit.
+const PF_EXITING: u64 = 0x4;
+
 /// When the live process `pid` started (clock ticks after boot); `None` when there is no such
-/// process or it is a zombie.
+/// process, or it is a zombie, or it has begun to exit.
 pub fn process_started(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    started_if_live(&stat)
+}
+
+/// The start time in a `/proc/PID/stat` line, unless the process is dead, a zombie or exiting.
+///
+/// Exiting counts as dead: containerd runs `delete` as soon as it sees a SIGKILLed shim's
+/// connection close, which happens while the shim's last thread closes its files, before the
+/// process is a zombie. Each of its threads has `PF_EXITING` by then; taken for alive, the shim
+/// kept its pod's init running and its cgroup leaves for good (`delete` leaves what a live shim
+/// owns to it, and containerd removed the bundle and its host record right after).
+fn started_if_live(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of stat(5), starttime field 22.
-    if *fields.first()? == "Z" {
+    // After the name: state is field 3 of stat(5), flags field 9, starttime field 22.
+    if matches!(*fields.first()?, "Z" | "X" | "x") {
+        return None;
+    }
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
         return None;
     }
     fields.get(19)?.parse().ok()
@@ -362,6 +380,43 @@ mod tests {
         assert!(record.shim_alive());
         assert!(record.release().is_empty());
         assert!(mine.exists());
+    }
+
+    /// A `/proc/PID/stat` line of a process named `name` in `state` with `flags`, started at
+    /// tick 5826383.
+    fn stat_line(name: &str, state: &str, flags: u64) -> String {
+        format!(
+            "30648 ({name}) {state} 30645 30645 1287 0 -1 {flags} 99 0 0 0 0 0 0 0 20 0 1 0 \
+             5826383 3133440 413 18446744073709551615 94102516895744 94102516915625"
+        )
+    }
+
+    #[test]
+    fn a_running_or_sleeping_process_is_live() {
+        for state in ["R", "S", "D"] {
+            assert_eq!(
+                started_if_live(&stat_line("containerd-shim", state, 4194304)),
+                Some(5826383),
+                "{state}"
+            );
+        }
+        // A name with spaces and parentheses does not shift the fields.
+        assert_eq!(
+            started_if_live(&stat_line("a) b (c", "S", 0)),
+            Some(5826383)
+        );
+    }
+
+    #[test]
+    fn a_zombie_a_dead_or_an_exiting_process_is_not_live() {
+        assert_eq!(started_if_live(&stat_line("shim", "Z", 4194304)), None);
+        assert_eq!(started_if_live(&stat_line("shim", "X", 4194304)), None);
+        // SIGKILLed, its files closed, not yet a zombie: PF_EXITING among its flags.
+        assert_eq!(
+            started_if_live(&stat_line("shim", "R", 4194304 | PF_EXITING)),
+            None
+        );
+        assert_eq!(started_if_live("garbage"), None);
     }
 
     #[test]
