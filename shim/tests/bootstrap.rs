@@ -492,3 +492,23 @@ async fn the_shared_runtime_has_at_most_two_workers_unless_the_environment_sets_
         assert!(gone(pid, Duration::from_secs(5)).await, "the shim exits");
     }
 }
+
+/// A test that fails with a bundle in hand leaves no shim behind: the bundle's drop, while the
+/// test panics, kills the shim serving in it (nothing else would end it).
+#[tokio::test]
+async fn a_failed_tests_shim_is_killed_when_its_bundle_goes() {
+    let events = EventServer::start().await;
+    let id = unique("failed");
+    let bundle = Bundle::wasm("hello", &[], None);
+    answered_address(&start(bundle.path(), &id, "", &events.address, &[]));
+    let pid = shims_serving(&id)[0];
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _bundle = bundle;
+        panic!("a failing step, on purpose");
+    }));
+    assert!(failed.is_err());
+    assert!(
+        gone(pid, Duration::from_secs(5)).await,
+        "the failed test's shim was killed"
+    );
+}

@@ -76,6 +76,28 @@ pub struct Bundle {
     pub dir: tempfile::TempDir,
 }
 
+/// A test that fails leaves no shim behind: when its bundle goes while the test panics, every
+/// Spore shim serving in it (its working directory) is SIGKILLed. Nothing else would end one:
+/// only containerd sends the last Shutdown, and a hung shim would stay for good. The failure's
+/// report ([`where_shims_wait`]) was made before, while the shim still ran.
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(bundle) = std::fs::canonicalize(self.dir.path()) else {
+            return;
+        };
+        for (pid, _) in spore_e2e::cleanup::processes_naming(spore_format::SHIM_BINARY) {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            if cwd.is_ok_and(|cwd| cwd == bundle) {
+                // SAFETY: kill(2) of a shim process this test started in its own bundle.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 impl Bundle {
     /// A bundle for `/NAME.wasm` with `args`, in its own pod when `pod` is given.
     pub fn wasm(name: &str, args: &[&str], pod: Option<&str>) -> Bundle {
