@@ -130,9 +130,11 @@ async fn churn_leaks_nothing_and_the_shims_memory_stays_flat() {
         }
     }
     let (fds, threads, rss) = warm.expect("measured once warm");
-    // Descriptors of the last container close a moment after its Delete is answered.
+    // Descriptors of the last container close a moment after its Delete is answered. The warm
+    // count, taken right after a cycle, may hold one of those too (seen once in CI: 25 there,
+    // 24 at the end): a leak grows the count, so fewer is as good as equal.
     let settled = Instant::now();
-    while fd_count(shim) != fds && settled.elapsed() < Duration::from_secs(5) {
+    while fd_count(shim) > fds && settled.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let end = (fd_count(shim), thread_count(shim), rss_kib(shim));
@@ -144,7 +146,11 @@ async fn churn_leaks_nothing_and_the_shims_memory_stays_flat() {
         end.1,
         end.2
     );
-    assert_eq!(end.0, fds, "the shim's descriptors");
+    assert!(
+        end.0 <= fds,
+        "the shim's descriptors grew from {fds} to {}",
+        end.0
+    );
     // Threads are printed, not compared: tokio's blocking pool grows and shrinks on its own.
     // Allocator noise is a few hundred KiB; a leak of one container's state per cycle shows.
     assert!(
