@@ -14,24 +14,21 @@
 /// The container env variable that asks for a fault.
 pub const FAULT_ENV: &str = "SPORE_FAULT";
 
+/// Whether a debug build's container env (`KEY`, `VALUE` pairs) asks for `fault`.
+fn container_asks(env: &[(String, String)], fault: &str) -> bool {
+    cfg!(debug_assertions) && env.iter().any(|(k, v)| k == FAULT_ENV && v == fault)
+}
+
 /// Panics when a debug build runs a container whose env asks for `guest-panic`.
 pub fn guest_task(env: &[(String, String)]) {
-    if cfg!(debug_assertions)
-        && env
-            .iter()
-            .any(|(k, v)| k == FAULT_ENV && v == "guest-panic")
-    {
+    if container_asks(env, "guest-panic") {
         panic!("fault injected by {FAULT_ENV}=guest-panic");
     }
 }
 
 /// Panics when a debug build creates a container whose env asks for `create-panic`.
 pub fn create_request(env: &[(String, String)]) {
-    if cfg!(debug_assertions)
-        && env
-            .iter()
-            .any(|(k, v)| k == FAULT_ENV && v == "create-panic")
-    {
+    if container_asks(env, "create-panic") {
         panic!("fault injected by {FAULT_ENV}=create-panic");
     }
 }
