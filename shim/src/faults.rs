@@ -14,6 +14,12 @@
 /// The container env variable that asks for a fault.
 pub const FAULT_ENV: &str = "SPORE_FAULT";
 
+/// Whether a debug build's own environment (containerd's, which the shim inherits) asks for
+/// `fault`.
+fn shim_asks(fault: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == fault)
+}
+
 /// Whether a debug build's container env (`KEY`, `VALUE` pairs) asks for `fault`.
 fn container_asks(env: &[(String, String)], fault: &str) -> bool {
     cfg!(debug_assertions) && env.iter().any(|(k, v)| k == FAULT_ENV && v == fault)
@@ -35,19 +41,19 @@ pub fn create_request(env: &[(String, String)]) {
 
 /// Delays a Kill's answer when a debug build's own environment asks for `slow-kill-answer`.
 pub async fn kill_answer() {
-    if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-kill-answer") {
+    if shim_asks("slow-kill-answer") {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
 /// Delays the serving process's end when a debug build's own environment asks for `slow-exit`.
 pub async fn exit_delay() {
-    if cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "slow-exit") {
+    if shim_asks("slow-exit") {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
 /// Whether a debug build's own environment asks the fork server to refuse (`fork-refused`).
 pub fn fork_refused() -> bool {
-    cfg!(debug_assertions) && std::env::var(FAULT_ENV).is_ok_and(|v| v == "fork-refused")
+    shim_asks("fork-refused")
 }

@@ -82,14 +82,15 @@ fn run_until_shutdown(flags: &Flags) -> Result<(), ServeError> {
     }
     crate::host::heap::limit_arenas();
     // After the cgroup join: the pod's CPU quota counts among the usable CPUs.
-    let workers = WorkersSetting::from_env().workers(super::workers::usable_cpus());
+    let workers_setting = WorkersSetting::from_env();
+    let workers = workers_setting.workers(super::workers::usable_cpus());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .on_thread_park(crate::host::idle_stacks::on_park)
         .build()
         .map_err(ServeError::Runtime)?;
-    let result = runtime.block_on(serve(flags, listener, join_failures));
+    let result = runtime.block_on(serve(flags, listener, join_failures, workers_setting));
     socket::remove(&flags.socket);
     result
 }
@@ -98,6 +99,7 @@ async fn serve(
     flags: &Flags,
     listener: UnixListener,
     join_failures: crate::host::shim_cgroup::JoinFailures,
+    workers_setting: WorkersSetting,
 ) -> Result<(), ServeError> {
     crate::host::logging::init(flags.debug);
     crate::host::panic_log::install();
@@ -110,7 +112,7 @@ async fn serve(
              copy of the binary's relocated pages (about 1 MiB) is not shared with other pods' shims"
         );
     }
-    if let WorkersSetting::Invalid(value) = WorkersSetting::from_env() {
+    if let WorkersSetting::Invalid(value) = workers_setting {
         tracing::warn!(
             %value,
             "{WORKERS_ENV} is not a number of workers (a whole number, at least 1): the shim uses its default"
